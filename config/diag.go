@@ -1,0 +1,119 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/agext/levenshtein"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var namePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+
+// checkName rejects names that would not work as references (image.NAME) or file names.
+func checkName(kind, name string, rng hcl.Range) hcl.Diagnostics {
+	if namePattern.MatchString(name) {
+		return nil
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid %s name", kind),
+		Detail:   fmt.Sprintf("%q is not a valid %s name: start with a letter and use only letters, digits, underscores and dashes.", name, kind),
+		Subject:  rng.Ptr(),
+	}}
+}
+
+// suggestName returns " Did you mean "x"?" for the closest candidate, or "".
+func suggestName(given string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := levenshtein.Distance(strings.ToLower(given), strings.ToLower(c), nil); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %q?", best)
+}
+
+func errorAt(rng hcl.Range, summary, detail string, args ...any) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(detail, args...),
+		Subject:  rng.Ptr(),
+	}
+}
+
+// Redact replaces every sensitive value in s with "(sensitive value)". Logs, plans and state pass their text
+// through it so a secret that reached a string by any path still does not leak.
+func (c *Config) Redact(s string) string {
+	return redact(c.Secrets, s)
+}
+
+func redact(secrets []string, s string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "(sensitive value)")
+		}
+	}
+	return s
+}
+
+// WriteDiagnostics prints diagnostics with file:line:col, a source snippet and the detail, like
+// terraform validate, with sensitive values redacted.
+func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint, color bool) error {
+	redacted := make(hcl.Diagnostics, 0, len(diags))
+	for _, d := range diags {
+		c := *d
+		c.Summary = redact(l.secrets, c.Summary)
+		c.Detail = redact(l.secrets, c.Detail)
+		redacted = append(redacted, &c)
+	}
+	// hcl's writer prints "Error: summary", a snippet and the detail; editors and terminals jump to a
+	// "file:line:col:" prefix, so each diagnostic's first line is replaced by one.
+	for _, d := range redacted {
+		var sb strings.Builder
+		wr := hcl.NewDiagnosticTextWriter(&sb, l.parser.Files(), width, color)
+		if err := wr.WriteDiagnostic(d); err != nil {
+			return err
+		}
+		text := strings.TrimLeft(sb.String(), "\n")
+		if _, rest, ok := strings.Cut(text, "\n"); ok {
+			text = rest
+		}
+		header := headerLine(d)
+		// The snippet may show a literal secret written in a var file; redact the whole text once more.
+		if _, err := io.WriteString(w, redact(l.secrets, header+"\n"+text+"\n")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func headerLine(d *hcl.Diagnostic) string {
+	sev := "Error"
+	if d.Severity == hcl.DiagWarning {
+		sev = "Warning"
+	}
+	if d.Subject == nil {
+		return fmt.Sprintf("%s: %s", sev, d.Summary)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
+}
+
+// FormatShort renders one line per diagnostic, "file:line:col: summary: detail", for logs and tests.
+func FormatShort(d *hcl.Diagnostic) string {
+	pos := ""
+	if d.Subject != nil {
+		pos = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+	}
+	sev := "error"
+	if d.Severity == hcl.DiagWarning {
+		sev = "warning"
+	}
+	return fmt.Sprintf("%s%s: %s; %s", pos, sev, d.Summary, d.Detail)
+}

@@ -1,0 +1,471 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+var imageSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "source"},
+		{Type: "machine"},
+		{Type: "userdata"},
+		{Type: "network", LabelNames: []string{"name"}},
+		{Type: "provision", LabelNames: []string{"name"}},
+		{Type: "cleanup"},
+		{Type: "output", LabelNames: []string{"name"}},
+	},
+}
+
+// Defaults for what an image block leaves out. The timeouts are sized for software emulation, where a first
+// boot with a package upgrade takes minutes (see the field notes).
+const (
+	DefaultMachineType     = "q35"
+	DefaultMemory          = 1 * GiB
+	DefaultCPUs            = 2
+	DefaultBootTimeout     = 30 * time.Minute
+	DefaultShutdownTimeout = 5 * time.Minute
+	DefaultProvisionTimout = 30 * time.Minute
+	DefaultZstdLevel       = 3
+)
+
+func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string) (*Image, hcl.Diagnostics) {
+	img := &Image{Name: block.Labels[0], DeclRange: block.DefRange}
+	d := &decoder{ctx: ctx, dir: dir}
+	d.diags = append(d.diags, checkName("image", img.Name, block.LabelRanges[0])...)
+	c := d.content(block.Body, imageSchema)
+
+	if b := d.single(c.Blocks, "source"); b != nil {
+		img.Source = d.source(b)
+	} else {
+		d.errorf(block.DefRange, "Missing source block",
+			"Image %q needs a source block: a url with a checksum, a local path, or image = image.OTHER.", img.Name)
+	}
+	img.Machine = d.machine(d.single(c.Blocks, "machine"), block.DefRange)
+	if b := d.single(c.Blocks, "userdata"); b != nil {
+		img.Userdata = d.userdata(b)
+	}
+	img.Cleanup = d.cleanup(d.single(c.Blocks, "cleanup"), block.DefRange)
+
+	names := map[string]map[string]hcl.Range{"network": {}, "provision": {}, "output": {}}
+	for _, b := range c.Blocks {
+		switch b.Type {
+		case "network", "provision", "output":
+		default:
+			continue
+		}
+		name := b.Labels[0]
+		d.diags = append(d.diags, checkName(b.Type, name, b.LabelRanges[0])...)
+		if prev, ok := names[b.Type][name]; ok {
+			d.errorf(b.LabelRanges[0], fmt.Sprintf("Duplicate %s %q", b.Type, name),
+				"Image %q already has a %s named %q at %s. Names must be unique within an image.", img.Name, b.Type, name, prev)
+			continue
+		}
+		names[b.Type][name] = b.LabelRanges[0]
+		switch b.Type {
+		case "network":
+			if u := d.network(b); u != nil {
+				img.Networks = append(img.Networks, u)
+			}
+		case "provision":
+			img.Provisioners = append(img.Provisioners, d.provision(b))
+		case "output":
+			img.Outputs = append(img.Outputs, d.output(b))
+		}
+	}
+	if len(img.Outputs) == 0 && len(c.Blocks) > 0 {
+		// Not an error: a base image may exist only to be derived from. Its result still lands in the cache.
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Image without output",
+			Detail:   fmt.Sprintf("Image %q has no output block, so apply writes no file for it; that is fine when other images derive from it.", img.Name),
+			Subject:  block.DefRange.Ptr(),
+		})
+	}
+	return img, d.diags
+}
+
+var sourceSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "url"}, {Name: "path"}, {Name: "checksum"}, {Name: "image"}},
+}
+
+func (d *decoder) source(b *hcl.Block) Source {
+	s := Source{DeclRange: b.DefRange}
+	c := d.content(b.Body, sourceSchema)
+	set := []string{}
+	for _, n := range []string{"url", "path", "image"} {
+		if _, ok := c.Attributes[n]; ok {
+			set = append(set, n)
+		}
+	}
+	if len(set) != 1 {
+		rng := b.DefRange
+		if len(set) > 1 {
+			rng = c.Attributes[set[1]].NameRange
+		}
+		d.errorf(rng, "Invalid source", "A source needs exactly one of url, path or image; this one has %s.", describeSet(set))
+		return s
+	}
+	d.str(c.Attributes, "url", &s.URL)
+	d.str(c.Attributes, "path", &s.Path)
+	if attr, ok := c.Attributes["image"]; ok {
+		s.Image = d.imageRef(attr)
+		if _, ok := c.Attributes["checksum"]; ok {
+			d.errorf(c.Attributes["checksum"].NameRange, "Checksum on a derived image",
+				"A source with image = ... starts from that image's result, which imgform checks itself. Remove the checksum.")
+		}
+		return s
+	}
+	if attr, ok := c.Attributes["checksum"]; ok {
+		if d.str(c.Attributes, "checksum", &s.Checksum) {
+			if err := CheckChecksum(s.Checksum); err != nil {
+				d.errorf(attr.Expr.Range(), "Invalid checksum", "%s", err)
+			}
+		}
+	} else if s.URL != "" {
+		d.errorf(b.DefRange, "Missing checksum",
+			"A downloaded source needs a checksum, like checksum = \"sha256:<hex>\" or \"file:<url of a SHA256SUMS or SHA512SUMS file>\". "+
+				"Write checksum = \"none\" to download without one (the content is then hashed after each download).")
+	}
+	if s.Path != "" {
+		full := s.Path
+		if !filepath.IsAbs(full) {
+			full = filepath.Join(d.dir, full)
+		}
+		if st, err := os.Stat(full); err != nil || st.IsDir() {
+			d.errorf(c.Attributes["path"].Expr.Range(), "Source image not found",
+				"No file at %s (paths are relative to the configuration folder %s).", s.Path, d.dir)
+		}
+	}
+	return s
+}
+
+func describeSet(set []string) string {
+	if len(set) == 0 {
+		return "none"
+	}
+	return strings.Join(set, " and ")
+}
+
+// imageRef reads image = image.NAME. It is a reference, not a string, so that the graph edge is explicit and
+// a misspelled name is caught like any unknown reference.
+func (d *decoder) imageRef(attr *hcl.Attribute) string {
+	tr, diags := hcl.AbsTraversalForExpr(attr.Expr)
+	if diags.HasErrors() || tr.RootName() != "image" || len(tr) != 2 {
+		d.errorf(attr.Expr.Range(), "Invalid image reference", "Write the parent image as a reference: image = image.NAME.")
+		return ""
+	}
+	step, ok := tr[1].(hcl.TraverseAttr)
+	if !ok {
+		d.errorf(attr.Expr.Range(), "Invalid image reference", "Write the parent image as a reference: image = image.NAME.")
+		return ""
+	}
+	return step.Name
+}
+
+var machineSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "type"}, {Name: "memory"}, {Name: "cpus"}, {Name: "cpu"}, {Name: "disk_size"},
+		{Name: "accelerator"}, {Name: "firmware"}, {Name: "boot_timeout"}, {Name: "shutdown_timeout"},
+	},
+}
+
+func (d *decoder) machine(b *hcl.Block, imgRange hcl.Range) Machine {
+	m := Machine{
+		Type: DefaultMachineType, Memory: DefaultMemory, CPUs: DefaultCPUs, Accelerator: "auto", Firmware: "bios",
+		BootTimeout: DefaultBootTimeout, ShutdownTimeout: DefaultShutdownTimeout, DeclRange: imgRange,
+	}
+	if b == nil {
+		return m
+	}
+	m.DeclRange = b.DefRange
+	c := d.content(b.Body, machineSchema)
+	a := c.Attributes
+	d.str(a, "type", &m.Type)
+	d.size(a, "memory", 128*MiB, &m.Memory)
+	d.integer(a, "cpus", 1, 256, &m.CPUs)
+	d.str(a, "cpu", &m.CPU)
+	d.size(a, "disk_size", 64*MiB, &m.DiskSize)
+	d.oneOf(a, "accelerator", Accelerators, &m.Accelerator)
+	d.oneOf(a, "firmware", Firmwares, &m.Firmware)
+	d.duration(a, "boot_timeout", &m.BootTimeout)
+	d.duration(a, "shutdown_timeout", &m.ShutdownTimeout)
+	return m
+}
+
+var userdataSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "cloud_config"}, {Name: "content"}},
+}
+
+func (d *decoder) userdata(b *hcl.Block) Userdata {
+	var u Userdata
+	c := d.content(b.Body, userdataSchema)
+	if attr, ok := c.Attributes["cloud_config"]; ok {
+		u.CloudConfig = d.cloudConfig(attr)
+	}
+	d.str(c.Attributes, "content", &u.Raw)
+	if len(c.Attributes) == 0 {
+		d.errorf(b.DefRange, "Empty userdata block", "Give cloud_config = { ... } (or a YAML string from file()) or content = file(\"user-data\").")
+	}
+	return u
+}
+
+var provisionSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "inline"}, {Name: "script"}, {Name: "environment"}, {Name: "sudo"}, {Name: "timeout"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "file"}},
+}
+
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (d *decoder) provision(b *hcl.Block) *Provisioner {
+	p := &Provisioner{Name: b.Labels[0], Timeout: DefaultProvisionTimout, DeclRange: b.DefRange}
+	c := d.content(b.Body, provisionSchema)
+	a := c.Attributes
+	d.strings(a, "inline", &p.Inline)
+	if d.str(a, "script", &p.Script) {
+		d.checkFile(a["script"], p.Script, "Script")
+	}
+	p.Environment = d.stringMap(a, "environment")
+	for k := range p.Environment {
+		if !envNamePattern.MatchString(k) {
+			d.errorf(a["environment"].Expr.Range(), "Invalid environment variable name",
+				"%q is not a valid environment variable name: use letters, digits and underscores, not starting with a digit.", k)
+		}
+	}
+	d.boolean(a, "sudo", &p.Sudo)
+	d.duration(a, "timeout", &p.Timeout)
+	for _, fb := range c.Blocks {
+		p.Uploads = append(p.Uploads, d.upload(fb))
+	}
+	_, hasInline := a["inline"]
+	_, hasScript := a["script"]
+	switch {
+	case hasInline && hasScript:
+		d.errorf(a["script"].NameRange, "Both inline and script",
+			"Provisioner %q has both inline and script. Use two provision blocks, or put the commands into the script.", p.Name)
+	case !hasInline && !hasScript && len(c.Blocks) == 0:
+		d.errorf(b.DefRange, "Empty provisioner",
+			"Provisioner %q does nothing: give inline = [\"command\", ...], script = \"path\" or a file { source, destination } block.", p.Name)
+	}
+	return p
+}
+
+var uploadSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "source"}, {Name: "content"}, {Name: "destination", Required: true}, {Name: "mode"}, {Name: "owner"},
+	},
+}
+
+var modePattern = regexp.MustCompile(`^0?[0-7]{3,4}$`)
+
+func (d *decoder) upload(b *hcl.Block) *Upload {
+	u := &Upload{DeclRange: b.DefRange}
+	c := d.content(b.Body, uploadSchema)
+	a := c.Attributes
+	hasSource := d.str(a, "source", &u.Source)
+	u.HasContent = d.str(a, "content", &u.Content)
+	d.str(a, "destination", &u.Destination)
+	d.str(a, "owner", &u.Owner)
+	if d.str(a, "mode", &u.Mode) && !modePattern.MatchString(u.Mode) {
+		d.errorf(a["mode"].Expr.Range(), "Invalid file mode", "%q is not an octal file mode; write it like \"0644\" or \"0440\".", u.Mode)
+	}
+	if u.Destination != "" && !strings.HasPrefix(u.Destination, "/") {
+		d.errorf(a["destination"].Expr.Range(), "Relative destination",
+			"The destination %q must be an absolute path in the guest, e.g. \"/etc/motd\".", u.Destination)
+	}
+	_, sourceGiven := a["source"]
+	_, contentGiven := a["content"]
+	switch {
+	case sourceGiven && contentGiven:
+		d.errorf(a["content"].NameRange, "Both source and content", "A file block takes either source (a local file) or content (literal text), not both.")
+	case !sourceGiven && !contentGiven:
+		d.errorf(b.DefRange, "Missing file source", "A file block needs source = \"local/path\" or content = \"text\".")
+	case hasSource:
+		d.checkFile(a["source"], u.Source, "File")
+	}
+	return u
+}
+
+// checkFile reports a local file that a step will read but that is not there.
+func (d *decoder) checkFile(attr *hcl.Attribute, path, what string) {
+	full := path
+	if !filepath.IsAbs(full) {
+		full = filepath.Join(d.dir, path)
+	}
+	st, err := os.Stat(full)
+	switch {
+	case err != nil:
+		d.errorf(attr.Expr.Range(), what+" not found",
+			"No file at %s (paths are relative to the configuration folder %s).", path, d.dir)
+	case st.IsDir():
+		d.errorf(attr.Expr.Range(), what+" is a folder", "%s is a folder; name a file.", path)
+	}
+}
+
+var cleanupSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "cloud_init"}, {Name: "machine_id"}, {Name: "ssh_host_keys"}, {Name: "resolved"},
+		{Name: "logs"}, {Name: "apt_lists"}, {Name: "trim"},
+	},
+}
+
+// cleanup defaults to what a golden image needs (no instance identity, no host keys, trimmed); only the
+// optional extras (resolved, logs, apt lists) are off unless asked for.
+func (d *decoder) cleanup(b *hcl.Block, imgRange hcl.Range) Cleanup {
+	cl := Cleanup{CloudInit: true, MachineID: true, SSHHostKeys: true, Trim: true, DeclRange: imgRange}
+	if b == nil {
+		return cl
+	}
+	cl.DeclRange = b.DefRange
+	c := d.content(b.Body, cleanupSchema)
+	a := c.Attributes
+	d.boolean(a, "cloud_init", &cl.CloudInit)
+	d.boolean(a, "machine_id", &cl.MachineID)
+	d.boolean(a, "ssh_host_keys", &cl.SSHHostKeys)
+	d.boolean(a, "resolved", &cl.Resolved)
+	d.boolean(a, "logs", &cl.Logs)
+	d.boolean(a, "apt_lists", &cl.AptLists)
+	d.boolean(a, "trim", &cl.Trim)
+	return cl
+}
+
+var outputSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "format"}, {Name: "compression"}, {Name: "level"}, {Name: "path", Required: true},
+	},
+}
+
+func (d *decoder) output(b *hcl.Block) *Output {
+	o := &Output{Name: b.Labels[0], Format: "qcow2", Compression: "none", DeclRange: b.DefRange}
+	c := d.content(b.Body, outputSchema)
+	a := c.Attributes
+	d.oneOf(a, "format", OutputFormats, &o.Format)
+	d.oneOf(a, "compression", OutputCompressions, &o.Compression)
+	d.str(a, "path", &o.Path)
+	if o.Compression == "zstd" {
+		o.Level = DefaultZstdLevel
+	}
+	if attr, ok := a["level"]; ok {
+		switch o.Compression {
+		case "zstd":
+			d.integer(a, "level", 1, 22, &o.Level)
+		default:
+			d.errorf(attr.NameRange, "Compression level without zstd",
+				"level applies to compression = \"zstd\" only (qemu-img has no level for qcow2-zstd). Remove it or set compression = \"zstd\".")
+		}
+	}
+	if o.Compression == "qcow2-zstd" && o.Format != "qcow2" {
+		d.errorf(a["compression"].Expr.Range(), "qcow2-zstd needs format qcow2",
+			"Internal zstd clusters exist only in qcow2 images; set format = \"qcow2\" or compression = \"zstd\".")
+	}
+	if o.Compression == "zstd" && o.Path != "" && !strings.HasSuffix(o.Path, ".zst") {
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Compressed output without .zst",
+			Detail:   fmt.Sprintf("Output %q is zstd-compressed but its path %q does not end in .zst; tools that go by the name will not unpack it.", o.Name, o.Path),
+			Subject:  a["path"].Expr.Range().Ptr(),
+		})
+	}
+	return o
+}
+
+// checkImageGraph reports derived images whose parent does not exist and cycles between derived images.
+func checkImageGraph(cfg *Config) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	names := make([]string, 0, len(cfg.Images))
+	for _, img := range cfg.Images {
+		names = append(names, img.Name)
+	}
+	for _, img := range cfg.Images {
+		parent := img.Source.Image
+		if parent == "" {
+			continue
+		}
+		if cfg.Image(parent) == nil {
+			diags = append(diags, errorAt(img.Source.DeclRange, "Reference to unknown image",
+				"Image %q derives from image.%s, which is not declared.%s", img.Name, parent, suggestName(parent, names)))
+		}
+	}
+	reported := map[string]bool{}
+	for _, img := range cfg.Images {
+		path := []string{img.Name}
+		seen := map[string]bool{img.Name: true}
+		for cur := img; cur != nil && cur.Source.Image != ""; {
+			next := cfg.Image(cur.Source.Image)
+			if next == nil {
+				break
+			}
+			path = append(path, next.Name)
+			if seen[next.Name] {
+				if !reported[next.Name] {
+					for _, n := range path {
+						reported[n] = true
+					}
+					diags = append(diags, errorAt(img.Source.DeclRange, "Cycle between derived images",
+						"These images derive from each other: %s. An image must start from a source that does not depend on it.",
+						strings.Join(path, " -> ")))
+				}
+				break
+			}
+			seen[next.Name] = true
+			cur = next
+		}
+	}
+	return diags
+}
+
+// checkOutputPaths reports two outputs that would write the same file.
+func checkOutputPaths(cfg *Config) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	seen := map[string]*Output{}
+	for _, img := range cfg.Images {
+		for _, o := range img.Outputs {
+			if o.Path == "" {
+				continue
+			}
+			p := filepath.Clean(o.Path)
+			if prev, ok := seen[p]; ok {
+				diags = append(diags, errorAt(o.DeclRange, "Duplicate output path",
+					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, prev.DeclRange))
+				continue
+			}
+			seen[p] = o
+		}
+	}
+	return diags
+}
+
+// cloudConfig accepts an object (rendered to YAML later) or a YAML string, e.g. file("cloud-config.yaml").
+func (d *decoder) cloudConfig(attr *hcl.Attribute) cty.Value {
+	v, ok := d.value(attr, cty.DynamicPseudoType)
+	if !ok {
+		return cty.NilVal
+	}
+	if v.Type() == cty.String {
+		obj, err := parseCloudConfigYAML(v.AsString())
+		if err != nil {
+			d.errorf(attr.Expr.Range(), "Invalid cloud_config YAML", "%s.", err)
+			return cty.NilVal
+		}
+		return obj
+	}
+	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+		d.errorf(attr.Expr.Range(), "Invalid cloud_config",
+			"cloud_config must be an object, like cloud_config = { packages = [\"curl\"] }, or a YAML string; it is %s.", v.Type().FriendlyName())
+		return cty.NilVal
+	}
+	if err := checkCloudConfigValue(v); err != nil {
+		d.errorf(attr.Expr.Range(), "Invalid cloud_config", "%s.", err)
+		return cty.NilVal
+	}
+	return v
+}

@@ -1,0 +1,159 @@
+package config
+
+import (
+	"time"
+
+	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Config is a fully evaluated and checked configuration: plain values that the engine consumes. Nothing in it
+// needs an HCL evaluation context any more; the source ranges are kept so later errors can point at the file.
+type Config struct {
+	// Dir is the configuration folder as the user named it; file references are relative to it.
+	Dir string
+	// Files are the names of the loaded *.imgform.hcl files, sorted.
+	Files []string
+	// Variables holds every declared variable with its final value.
+	Variables map[string]*Variable
+	// Images in declaration order (files sorted by name, blocks in file order).
+	Images []*Image
+	// Secrets are the plain text forms of sensitive values; Redact replaces them in any text.
+	Secrets []string
+}
+
+// Image returns the image with the given name, or nil.
+func (c *Config) Image(name string) *Image {
+	for _, img := range c.Images {
+		if img.Name == name {
+			return img
+		}
+	}
+	return nil
+}
+
+// Variable is a declared input variable and the value it ended with.
+type Variable struct {
+	Name        string
+	Description string
+	Type        cty.Type
+	Sensitive   bool
+	// Value is the final value after defaults, environment, var files and -var flags; it is never marked.
+	Value cty.Value
+	// Origin says where the value came from ("default", "environment", a file name, "-var").
+	Origin    string
+	DeclRange hcl.Range
+}
+
+// Image is one image block: how to get a source disk, how to boot it, what to do in it, what to write out.
+type Image struct {
+	Name         string
+	Source       Source
+	Machine      Machine
+	Userdata     Userdata
+	Networks     []*NetworkUnit
+	Provisioners []*Provisioner
+	Cleanup      Cleanup
+	Outputs      []*Output
+	DeclRange    hcl.Range
+}
+
+// Source says where the image's first disk comes from: exactly one of URL, Path and Image is set.
+type Source struct {
+	// URL is a go-getter address of a downloadable disk image.
+	URL string
+	// Path is a local disk image, relative to the configuration folder unless absolute.
+	Path string
+	// Checksum is "type:hex", "file:URL-of-a-sums-file" or empty (then the content is hashed).
+	Checksum string
+	// Image is the name of another image of this configuration whose result is the starting disk.
+	Image     string
+	DeclRange hcl.Range
+}
+
+// Machine is the virtual hardware of the build VM.
+type Machine struct {
+	Type            string // QEMU machine type, e.g. "q35" or "pc-q35-7.2"
+	Memory          Size
+	CPUs            int
+	CPU             string // QEMU -cpu model; empty means "host" under KVM and "max" under TCG
+	DiskSize        Size   // 0 keeps the source's virtual size
+	Accelerator     string // auto, kvm or tcg
+	Firmware        string // bios or uefi
+	BootTimeout     time.Duration
+	ShutdownTimeout time.Duration
+	DeclRange       hcl.Range
+}
+
+// Userdata is what cloud-init receives: the user's cloud-config (as a cty object, rendered to YAML late so the
+// engine can add its build user) and optionally raw user-data in any format cloud-init reads.
+type Userdata struct {
+	// CloudConfig is an object value (never marked), or cty.NilVal when not given.
+	CloudConfig cty.Value
+	// Raw is user-data given verbatim (a script, a #cloud-config document, a MIME archive); may be empty.
+	Raw string
+}
+
+// NetworkUnit is a systemd-networkd .network file. Sections keep their order and may repeat ([Address],
+// [Route]); a key may repeat inside a section (multi-valued keys such as DNS=).
+type NetworkUnit struct {
+	Name      string // file name without ".network"
+	Sections  []*unit.UnitSection
+	DeclRange hcl.Range
+}
+
+// Provisioner runs commands in the booted guest; its result is a cached disk layer.
+type Provisioner struct {
+	Name        string
+	Inline      []string
+	Script      string // path relative to the configuration folder
+	Uploads     []*Upload
+	Environment map[string]string
+	Sudo        bool
+	Timeout     time.Duration
+	DeclRange   hcl.Range
+}
+
+// Upload copies a file or literal content into the guest before the provisioner's commands run.
+type Upload struct {
+	Source      string // path relative to the configuration folder, or empty when Content is set
+	Content     string
+	HasContent  bool
+	Destination string
+	Mode        string // octal, e.g. "0644"
+	Owner       string // "user:group", empty for the login user
+	DeclRange   hcl.Range
+}
+
+// Cleanup is the declarative last stage that makes the image generic. The build user's key is always removed
+// and the file systems are always synced; the rest can be switched off.
+type Cleanup struct {
+	CloudInit   bool // cloud-init clean --logs --seed
+	MachineID   bool // empty /etc/machine-id and the dbus one
+	SSHHostKeys bool // remove /etc/ssh/ssh_host_*
+	Resolved    bool // /etc/resolv.conf -> systemd-resolved's stub
+	Logs        bool // truncate logs and the journal
+	AptLists    bool // remove /var/lib/apt/lists/*
+	Trim        bool // fstrim free space so the export stays small
+	DeclRange   hcl.Range
+}
+
+// Output is one exported file of an image.
+type Output struct {
+	Name        string
+	Format      string // qcow2 or raw
+	Compression string // none, zstd or qcow2-zstd
+	Level       int
+	Path        string // relative to the configuration folder unless absolute
+	DeclRange   hcl.Range
+}
+
+// Output formats and compressions the export step knows.
+var (
+	OutputFormats      = []string{"qcow2", "raw"}
+	OutputCompressions = []string{"none", "zstd", "qcow2-zstd"}
+	Accelerators       = []string{"auto", "kvm", "tcg"}
+	Firmwares          = []string{"bios", "uefi"}
+)
