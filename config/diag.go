@@ -10,10 +10,25 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-var namePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+var (
+	namePattern     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+	unitNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]*$`)
+)
 
-// checkName rejects names that would not work as references (image.NAME) or file names.
+// checkName rejects names that would not work as references (image.NAME) or file names. Network units are
+// files whose names by convention start with a number ("50-default"), so they get the file name rule.
 func checkName(kind, name string, rng hcl.Range) hcl.Diagnostics {
+	if kind == "network" {
+		if unitNamePattern.MatchString(name) && len(name) <= 200 {
+			return nil
+		}
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid network name",
+			Detail:   fmt.Sprintf("%q is not a valid unit file name: use letters, digits, dots, dashes and underscores, like \"50-default\".", name),
+			Subject:  rng.Ptr(),
+		}}
+	}
 	if namePattern.MatchString(name) {
 		return nil
 	}
