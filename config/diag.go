@@ -2,12 +2,14 @@ package config
 
 import (
 	"fmt"
+	"sort"
 	"io"
 	"regexp"
 	"strings"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 var (
@@ -38,6 +40,11 @@ func checkName(kind, name string, rng hcl.Range) hcl.Diagnostics {
 		Detail:   fmt.Sprintf("%q is not a valid %s name: start with a letter and use only letters, digits, underscores and dashes.", name, kind),
 		Subject:  rng.Ptr(),
 	}}
+}
+
+// pos renders where a range starts as file:line:col, the form editors jump to.
+func pos(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
 // suggestName returns " Did you mean "x"?" for the closest candidate, or "".
@@ -131,4 +138,39 @@ func FormatShort(d *hcl.Diagnostic) string {
 		sev = "warning"
 	}
 	return fmt.Sprintf("%s%s: %s; %s", pos, sev, d.Summary, d.Detail)
+}
+
+// refineReferenceErrors rewrites hcl's generic "This object does not have an attribute named x" for var.x,
+// local.x and image.x into what the user got wrong, with the closest declared name.
+func refineReferenceErrors(diags hcl.Diagnostics, ctx *hcl.EvalContext) {
+	for _, d := range diags {
+		expr, ok := d.Expression.(*hclsyntax.ScopeTraversalExpr)
+		if !ok || d.Summary != "Unsupported attribute" || len(expr.Traversal) < 2 {
+			continue
+		}
+		root := expr.Traversal.RootName()
+		step, ok := expr.Traversal[1].(hcl.TraverseAttr)
+		if !ok {
+			continue
+		}
+		var names []string
+		if obj, ok := ctx.Variables[root]; ok && obj.Type().IsObjectType() {
+			for n := range obj.Type().AttributeTypes() {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		hint := suggestName(step.Name, names)
+		switch root {
+		case "var":
+			d.Summary = "Reference to undeclared input variable"
+			d.Detail = fmt.Sprintf("No variable %q is declared.%s To add one, write variable %q { type = string }.", step.Name, hint, step.Name)
+		case "local":
+			d.Summary = "Reference to undeclared local value"
+			d.Detail = fmt.Sprintf("No local value %q is defined in a locals block.%s", step.Name, hint)
+		case "image":
+			d.Summary = "Reference to unknown image"
+			d.Detail = fmt.Sprintf("No image %q is declared.%s", step.Name, hint)
+		}
+	}
 }

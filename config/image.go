@@ -65,7 +65,7 @@ func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string) (*Image, hc
 		d.diags = append(d.diags, checkName(b.Type, name, b.LabelRanges[0])...)
 		if prev, ok := names[b.Type][name]; ok {
 			d.errorf(b.LabelRanges[0], fmt.Sprintf("Duplicate %s %q", b.Type, name),
-				"Image %q already has a %s named %q at %s. Names must be unique within an image.", img.Name, b.Type, name, prev)
+				"Image %q already has a %s named %q at %s. Names must be unique within an image.", img.Name, b.Type, name, pos(prev))
 			continue
 		}
 		names[b.Type][name] = b.LabelRanges[0]
@@ -79,15 +79,6 @@ func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string) (*Image, hc
 		case "output":
 			img.Outputs = append(img.Outputs, d.output(b))
 		}
-	}
-	if len(img.Outputs) == 0 && len(c.Blocks) > 0 {
-		// Not an error: a base image may exist only to be derived from. Its result still lands in the cache.
-		d.diags = append(d.diags, &hcl.Diagnostic{
-			Severity: hcl.DiagWarning,
-			Summary:  "Image without output",
-			Detail:   fmt.Sprintf("Image %q has no output block, so apply writes no file for it; that is fine when other images derive from it.", img.Name),
-			Subject:  block.DefRange.Ptr(),
-		})
 	}
 	return img, d.diags
 }
@@ -117,6 +108,7 @@ func (d *decoder) source(b *hcl.Block) Source {
 	d.str(c.Attributes, "path", &s.Path)
 	if attr, ok := c.Attributes["image"]; ok {
 		s.Image = d.imageRef(attr)
+		s.ImageRange = attr.Expr.Range()
 		if _, ok := c.Attributes["checksum"]; ok {
 			d.errorf(c.Attributes["checksum"].NameRange, "Checksum on a derived image",
 				"A source with image = ... starts from that image's result, which imgform checks itself. Remove the checksum.")
@@ -391,8 +383,23 @@ func checkImageGraph(cfg *Config) hcl.Diagnostics {
 			continue
 		}
 		if cfg.Image(parent) == nil {
-			diags = append(diags, errorAt(img.Source.DeclRange, "Reference to unknown image",
+			diags = append(diags, errorAt(img.Source.ImageRange, "Reference to unknown image",
 				"Image %q derives from image.%s, which is not declared.%s", img.Name, parent, suggestName(parent, names)))
+		}
+	}
+	parents := map[string]bool{}
+	for _, img := range cfg.Images {
+		parents[img.Source.Image] = true
+	}
+	for _, img := range cfg.Images {
+		if len(img.Outputs) == 0 && !parents[img.Name] {
+			// Not an error: the result still lands in the cache. But it is most likely a forgotten output.
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Image without output",
+				Detail:   fmt.Sprintf("Image %q has no output block and no image derives from it, so apply builds it but writes no file. Add an output \"NAME\" { path = ... } block.", img.Name),
+				Subject:  img.DeclRange.Ptr(),
+			})
 		}
 	}
 	reported := map[string]bool{}
@@ -410,7 +417,7 @@ func checkImageGraph(cfg *Config) hcl.Diagnostics {
 					for _, n := range path {
 						reported[n] = true
 					}
-					diags = append(diags, errorAt(img.Source.DeclRange, "Cycle between derived images",
+					diags = append(diags, errorAt(img.Source.ImageRange, "Cycle between derived images",
 						"These images derive from each other: %s. An image must start from a source that does not depend on it.",
 						strings.Join(path, " -> ")))
 				}
@@ -435,7 +442,7 @@ func checkOutputPaths(cfg *Config) hcl.Diagnostics {
 			p := filepath.Clean(o.Path)
 			if prev, ok := seen[p]; ok {
 				diags = append(diags, errorAt(o.DeclRange, "Duplicate output path",
-					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, prev.DeclRange))
+					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, pos(prev.DeclRange)))
 				continue
 			}
 			seen[p] = o

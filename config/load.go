@@ -63,7 +63,8 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 	for _, name := range files {
 		f, fDiags := l.parser.ParseHCLFile(name)
 		diags = append(diags, fDiags...)
-		if f == nil {
+		if f == nil || fDiags.HasErrors() {
+			// A file with syntax errors yields a partial body; checking it would only add follow-up errors.
 			continue
 		}
 		content, cDiags := f.Body.Content(rootSchema)
@@ -80,6 +81,9 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 		}
 	}
 
+	if diags.HasErrors() {
+		return nil, diags
+	}
 	cfg := &Config{Dir: dir, Variables: map[string]*Variable{}}
 	for _, f := range files {
 		cfg.Files = append(cfg.Files, filepath.Base(f))
@@ -91,7 +95,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 		diags = append(diags, dDiags...)
 		if prev, ok := decls[d.v.Name]; ok {
 			diags = append(diags, errorAt(b.LabelRanges[0], "Duplicate variable",
-				"Variable %q is already declared at %s. Remove or rename one of them.", d.v.Name, prev.v.DeclRange))
+				"Variable %q is already declared at %s. Remove or rename one of them.", d.v.Name, pos(prev.v.DeclRange)))
 			continue
 		}
 		decls[d.v.Name] = d
@@ -136,7 +140,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 		diags = append(diags, iDiags...)
 		if prev, ok := seen[img.Name]; ok {
 			diags = append(diags, errorAt(b.LabelRanges[0], "Duplicate image",
-				"Image %q is already declared at %s. Image names must be unique in a configuration folder.", img.Name, prev.DeclRange))
+				"Image %q is already declared at %s. Image names must be unique in a configuration folder.", img.Name, pos(prev.DeclRange)))
 			continue
 		}
 		seen[img.Name] = img
@@ -151,6 +155,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 	}
 	diags = append(diags, checkImageGraph(cfg)...)
 	diags = append(diags, checkOutputPaths(cfg)...)
+	refineReferenceErrors(diags, ctx)
 	return cfg, diags
 }
 

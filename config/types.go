@@ -69,8 +69,9 @@ type Source struct {
 	// Checksum is "type:hex", "file:URL-of-a-sums-file" or empty (then the content is hashed).
 	Checksum string
 	// Image is the name of another image of this configuration whose result is the starting disk.
-	Image     string
-	DeclRange hcl.Range
+	Image      string
+	ImageRange hcl.Range // where image = image.NAME is written
+	DeclRange  hcl.Range
 }
 
 // Machine is the virtual hardware of the build VM.

@@ -61,7 +61,7 @@ func ParseSize(s string, bareUnit Size) (Size, error) {
 	unit := strings.ToLower(m[2])
 	mult, ok := sizeUnits[unit]
 	if !ok {
-		return 0, fmt.Errorf("%q has an unknown unit %q; use B, K, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB or TB", s, m[2])
+		return 0, fmt.Errorf("%q has an unknown unit %q; write a size like \"4GiB\" or \"1024M\" (units: B, K, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB, TB)", s, m[2])
 	}
 	if unit == "" {
 		mult = float64(bareUnit)

@@ -42,6 +42,7 @@ func ParseVarFlag(s string) (VarArg, error) {
 type variableDecl struct {
 	v          *Variable
 	def        cty.Value // default, or cty.NilVal
+	badDefault bool      // the default was reported as invalid; do not also report a missing value
 	defaults   *typeexpr.Defaults
 	validation []*validationRule
 }
@@ -94,6 +95,7 @@ func decodeVariable(block *hcl.Block) (*variableDecl, hcl.Diagnostics) {
 			}
 			conv, err := convert.Convert(val, d.v.Type)
 			if err != nil {
+				d.badDefault = true
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
 					Summary:  "Invalid default value for variable",
@@ -196,7 +198,7 @@ func (l *Loader) assignVariables(decls map[string]*variableDecl, dir string, opt
 	}
 
 	for _, d := range decls {
-		if d.v.Value == cty.NilVal {
+		if d.v.Value == cty.NilVal && !d.badDefault {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  fmt.Sprintf("No value for variable %q", d.v.Name),

@@ -1,0 +1,13 @@
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  provision "setup" {
+    inline  = ["true"]
+    timeout = "5 minutes"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}

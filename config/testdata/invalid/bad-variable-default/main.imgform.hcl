@@ -1,0 +1,14 @@
+variable "cpus" {
+  type    = number
+  default = "many"
+}
+
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}

@@ -1,0 +1,9 @@
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}

@@ -1,0 +1,11 @@
+image "a" {
+  source {
+    image = image.b
+  }
+}
+
+image "b" {
+  source {
+    image = image.a
+  }
+}

@@ -1,0 +1,18 @@
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}
+image "other" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}

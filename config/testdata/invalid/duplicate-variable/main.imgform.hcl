@@ -1,0 +1,17 @@
+variable "a" {
+  default = 1
+}
+
+variable "a" {
+  default = 2
+}
+
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}

@@ -1,0 +1,14 @@
+locals {
+  a = local.b
+  b = local.a
+}
+
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}

@@ -1,0 +1,5 @@
+image "base" {
+  source {
+    url = "https://example.org/disk.qcow2
+  }
+}

@@ -1,0 +1,10 @@
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  output "disk" {
+    format = "vmdk"
+    path   = "dist/base.vmdk"
+  }
+}
