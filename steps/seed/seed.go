@@ -1,0 +1,167 @@
+package seed
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Label is the volume label cloud-init's NoCloud datasource looks for. cloud-init matches it without regard to
+// case; the exact lower-case form is what its documentation and genisoimage examples use.
+const Label = "cidata"
+
+// FormatVersion changes whenever the bytes Build writes for the same Files change (layout, go-diskfs
+// upgrade, normalization). Step keys include it so a cached seed from an older layout is not reused.
+const FormatVersion = 1
+
+// Names of the files at the root of the seed, as cloud-init's NoCloud datasource reads them.
+const (
+	UserDataName      = "user-data"
+	MetaDataName      = "meta-data"
+	NetworkConfigName = "network-config"
+	VendorDataName    = "vendor-data"
+)
+
+// Files is the content of a seed. UserData and MetaData are always written, even when empty, because
+// NoCloud wants both files present; NetworkConfig and VendorData are written only when non-empty.
+type Files struct {
+	UserData      []byte
+	MetaData      []byte
+	NetworkConfig []byte
+	VendorData    []byte
+}
+
+// entry is one file of the seed.
+type entry struct {
+	name string
+	data []byte
+}
+
+// entries lists the files to write, in a fixed order so everything derived from it is deterministic.
+func (f Files) entries() []entry {
+	es := []entry{{UserDataName, f.UserData}, {MetaDataName, f.MetaData}}
+	if len(f.NetworkConfig) > 0 {
+		es = append(es, entry{NetworkConfigName, f.NetworkConfig})
+	}
+	if len(f.VendorData) > 0 {
+		es = append(es, entry{VendorDataName, f.VendorData})
+	}
+	return es
+}
+
+// Digest identifies the seed Build makes from f, for use in a step key. It covers FormatVersion, the label
+// and every file's name and content, and nothing about where or when the ISO is written.
+func (f Files) Digest() [sha256.Size]byte {
+	h := sha256.New()
+	// Writes to a hash.Hash never fail; names and lengths are framed so no two inputs hash alike.
+	_, _ = fmt.Fprintf(h, "imgform seed v%d label=%s\n", FormatVersion, Label)
+	var n [8]byte
+	for _, e := range f.entries() {
+		_, _ = h.Write([]byte(e.name))
+		binary.BigEndian.PutUint64(n[:], uint64(len(e.data)))
+		_, _ = h.Write(n[:])
+		_, _ = h.Write(e.data)
+	}
+	var sum [sha256.Size]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+// Build writes the seed ISO for files to destPath. The ISO is built in a temporary file next to destPath,
+// synced and renamed into place, and the folder is synced, so destPath holds either its old content or the
+// complete new image, never a partial one. On error or when ctx is cancelled nothing new is left behind.
+// The folder of destPath must exist. The file is created with mode 0600: user-data may hold secrets.
+func Build(ctx context.Context, files Files, destPath string) error {
+	return build(ctx, files, destPath, nil)
+}
+
+// build is Build with a hook that runs once the ISO is in the temporary file, so tests can cancel there.
+func build(ctx context.Context, files Files, destPath string, afterWrite func()) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("seed: build %s: %w", destPath, err)
+	}
+	dir := filepath.Dir(destPath)
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("seed: destination folder of %s: %w", destPath, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("seed: destination folder %s is not a folder", dir)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(destPath)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("seed: create temporary file: %w", err)
+	}
+	if err := fill(ctx, tmp, files, afterWrite); err != nil {
+		return errors.Join(err, discard(tmp))
+	}
+	if err := os.Rename(tmp.Name(), destPath); err != nil {
+		return errors.Join(fmt.Errorf("seed: rename into place: %w", err), removeTemp(tmp.Name()))
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
+}
+
+// fill writes the ISO into tmp, checks it, syncs and closes tmp. It closes tmp only on success.
+func fill(ctx context.Context, tmp *os.File, files Files, afterWrite func()) error {
+	if err := writeISO(ctx, tmp, files.entries()); err != nil {
+		return fmt.Errorf("seed: write ISO: %w", err)
+	}
+	if afterWrite != nil {
+		afterWrite()
+	}
+	if err := normalize(tmp); err != nil {
+		return fmt.Errorf("seed: normalize ISO: %w", err)
+	}
+	if err := verify(tmp, files.entries()); err != nil {
+		return fmt.Errorf("seed: check written ISO: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("seed: sync %s: %w", tmp.Name(), err)
+	}
+	// A cancel that arrived while writing still wins: the caller asked for nothing to be left behind.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("seed: close %s: %w", tmp.Name(), err)
+	}
+	return nil
+}
+
+// discard closes (if still open) and removes a temporary file after a failed build.
+func discard(tmp *os.File) error {
+	closeErr := tmp.Close()
+	if errors.Is(closeErr, os.ErrClosed) {
+		closeErr = nil
+	}
+	return errors.Join(closeErr, removeTemp(tmp.Name()))
+}
+
+func removeTemp(name string) error {
+	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("seed: remove temporary file: %w", err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable: without it a crash can lose the new directory entry.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open folder for sync: %w", err)
+	}
+	syncErr := d.Sync()
+	closeErr := d.Close()
+	if syncErr != nil {
+		return fmt.Errorf("sync folder %s: %w", dir, syncErr)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("close folder %s: %w", dir, closeErr)
+	}
+	return nil
+}
