@@ -1,0 +1,155 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// AtomicFile is a file that appears at its final path only when [AtomicFile.Commit] succeeds: until then
+// the data goes to a temp file in the same folder, so readers of the path see the old content or the new,
+// never a part. It streams, so it suits multi-GB images as well as small files.
+//
+// The usual pattern is:
+//
+//	f, err := state.CreateAtomic(path, 0o644)
+//	if err != nil { ... }
+//	defer f.Abort() // no-op after Commit
+//	if _, err := io.Copy(f, src); err != nil { return err }
+//	return f.Commit()
+//
+// A crash leaves a hidden ".<name>.tmp-*" file next to path, never a half-written path.
+type AtomicFile struct {
+	f     *os.File
+	path  string
+	perm  os.FileMode
+	done  bool
+	wrote error // first write error; Commit refuses to publish after one
+}
+
+// CreateAtomic starts writing the file at path. The file gets mode perm exactly (the umask is not applied)
+// once committed.
+func CreateAtomic(path string, perm os.FileMode) (*AtomicFile, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	// The temp file must sit in the same folder: rename is only atomic within one file system, and only a
+	// fsync of that folder makes the rename durable.
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &AtomicFile{f: f, path: path, perm: perm}, nil
+}
+
+// Write writes to the temp file.
+func (a *AtomicFile) Write(p []byte) (int, error) {
+	n, err := a.f.Write(p)
+	if err != nil && a.wrote == nil {
+		a.wrote = err
+	}
+	return n, err
+}
+
+// ReadFrom copies r into the temp file, letting io.Copy use the kernel's copy paths when r is a file.
+func (a *AtomicFile) ReadFrom(r io.Reader) (int64, error) {
+	n, err := a.f.ReadFrom(r)
+	if err != nil && a.wrote == nil {
+		a.wrote = err
+	}
+	return n, err
+}
+
+// File returns the temp file for callers that need more than Write, such as Seek or Truncate to write a
+// sparse image. The caller must not close it.
+func (a *AtomicFile) File() *os.File { return a.f }
+
+// Path returns the final path.
+func (a *AtomicFile) Path() string { return a.path }
+
+// Commit makes the data durable and moves it to the final path: Sync, Close (whose error matters on some
+// file systems), Chmod, Rename, then fsync of the folder so the rename survives a power loss. On error the
+// temp file is removed and the final path is left as it was.
+func (a *AtomicFile) Commit() (err error) {
+	if a.done {
+		return fmt.Errorf("commit %s: already committed or aborted", a.path)
+	}
+	a.done = true
+	tmp := a.f.Name()
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, removeIfExists(tmp))
+		}
+	}()
+	if a.wrote != nil {
+		return errors.Join(fmt.Errorf("commit %s: an earlier write failed: %w", a.path, a.wrote), a.f.Close())
+	}
+	if err := a.f.Chmod(a.perm); err != nil {
+		return errors.Join(fmt.Errorf("commit %s: %w", a.path, err), a.f.Close())
+	}
+	if err := syncFile(a.f); err != nil {
+		return errors.Join(fmt.Errorf("commit %s: %w", a.path, err), a.f.Close())
+	}
+	if err := a.f.Close(); err != nil {
+		return fmt.Errorf("commit %s: %w", a.path, err)
+	}
+	if err := os.Rename(tmp, a.path); err != nil {
+		return fmt.Errorf("commit %s: %w", a.path, err)
+	}
+	if err := syncDir(filepath.Dir(a.path)); err != nil {
+		// The file is in place; only its durability is in doubt, so keep it and report.
+		return fmt.Errorf("commit %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// Abort discards the temp file. It is a no-op after Commit, so it can be deferred.
+func (a *AtomicFile) Abort() error {
+	if a.done {
+		return nil
+	}
+	a.done = true
+	return errors.Join(a.f.Close(), removeIfExists(a.f.Name()))
+}
+
+// WriteFileAtomic is os.WriteFile made atomic and durable with [CreateAtomic].
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := CreateAtomic(path, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return errors.Join(fmt.Errorf("write %s: %w", path, err), f.Abort())
+	}
+	return f.Commit()
+}
+
+// syncFile is f.Sync that tolerates file systems without fsync (some FUSE and network ones): there the
+// data is as durable as it gets anyway.
+func syncFile(f *os.File) error {
+	if err := f.Sync(); err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	return nil
+}
+
+// syncDir fsyncs a folder so that entries created or renamed in it survive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(syncFile(d), d.Close())
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

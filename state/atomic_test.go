@@ -1,0 +1,140 @@
+package state
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tempFiles lists the leftovers of atomic writes in dir.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.txt")
+	for i, content := range []string{"first", "second, longer than the first"} {
+		if err := WriteFileAtomic(path, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != content {
+			t.Fatalf("write %d: read %q, %v", i, b, err)
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode = %v, %v; want 0640", fi.Mode(), err)
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, "missing", "x"), nil, 0o644); err == nil {
+		t.Error("write into a missing folder succeeded")
+	}
+}
+
+// TestCreateAtomicStream streams more than fits a single write, as the export step does with images.
+func TestCreateAtomicStream(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "image.qcow2.zst")
+	if err := os.WriteFile(path, []byte("old image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	f, err := CreateAtomic(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := f.Abort(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := io.Copy(f, bytes.NewReader(src)); err != nil {
+		t.Fatal(err)
+	}
+	// Until Commit, readers see the old file.
+	if b, err := os.ReadFile(path); err != nil || string(b) != "old image" {
+		t.Fatalf("before Commit: %q, %v", b, err)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || sha256.Sum256(b) != sha256.Sum256(src) {
+		t.Fatalf("after Commit: %d bytes, %v", len(b), err)
+	}
+	if err := f.Commit(); err == nil {
+		t.Error("second Commit succeeded")
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+func TestCreateAtomicAbort(t *testing.T) {
+	tests := map[string]func(t *testing.T, f *AtomicFile) error{
+		"abort": func(t *testing.T, f *AtomicFile) error { return f.Abort() },
+		"commit into a folder that went away": func(t *testing.T, f *AtomicFile) error {
+			if err := os.Rename(filepath.Dir(f.Path()), filepath.Dir(f.Path())+".moved"); err != nil {
+				t.Fatal(err)
+			}
+			err := f.Commit()
+			if err == nil {
+				t.Error("Commit succeeded")
+			}
+			return nil
+		},
+		"commit after a failed write": func(t *testing.T, f *AtomicFile) error {
+			if err := f.File().Close(); err != nil { // makes the next write fail
+				t.Fatal(err)
+			}
+			if _, err := f.Write([]byte("x")); err == nil {
+				t.Fatal("write to a closed file succeeded")
+			}
+			if err := f.Commit(); err == nil || !strings.Contains(err.Error(), "earlier write failed") {
+				t.Errorf("Commit = %v, want the earlier write error", err)
+			}
+			return nil
+		},
+	}
+	for name, run := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "dist")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "out")
+			f, err := CreateAtomic(path, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write([]byte("partial")); err != nil {
+				t.Fatal(err)
+			}
+			if err := run(t, f); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Abort(); err != nil {
+				t.Errorf("Abort after the end: %v", err)
+			}
+			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("final path exists: %v", err)
+			}
+			if left := tempFiles(t, dir); len(left) != 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
+}
