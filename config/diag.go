@@ -109,7 +109,7 @@ func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint
 		}
 		header := headerLine(d)
 		// The snippet may show a literal secret written in a var file; redact the whole text once more.
-		if _, err := io.WriteString(w, redact(l.secrets, header+"\n"+text+"\n")); err != nil {
+		if _, err := io.WriteString(w, redact(l.secrets, header+"\n"+strings.TrimRight(text, "\n")+"\n\n")); err != nil {
 			return err
 		}
 	}
