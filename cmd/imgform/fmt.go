@@ -44,7 +44,7 @@ func fmtCommand() *cli.Command {
 			if len(paths) == 0 {
 				paths = []string{"."}
 			}
-			return runFmt(c.App.Writer, c.App.ErrWriter, os.Stdin, paths, opts)
+			return runFmt(c.App.Writer, c.App.ErrWriter, c.App.Reader, paths, opts)
 		},
 	}
 }

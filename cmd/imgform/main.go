@@ -4,6 +4,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,7 +13,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args))
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // exitError carries an exit code through urfave/cli without printing anything more: commands print their own
@@ -21,8 +22,10 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-func run(args []string) int {
-	app := newApp()
+// run is main without the process: tests call it with their own arguments and streams.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin)
+	app.Writer, app.ErrWriter = stdout, stderr
 	ctx, stop := signal.NotifyContext(contextBackground(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := app.RunContext(ctx, args)
@@ -38,7 +41,7 @@ func run(args []string) int {
 	}
 }
 
-func newApp() *cli.App {
+func newApp(stdin io.Reader) *cli.App {
 	return &cli.App{
 		Name:  "imgform",
 		Usage: "build golden VM base images from HCL, with plan and apply and cached build steps",
@@ -48,8 +51,7 @@ func newApp() *cli.App {
 		Version:              version(),
 		EnableBashCompletion: true,
 		HideVersion:          false,
-		Writer:               os.Stdout,
-		ErrWriter:            os.Stderr,
+		Reader:               stdin,
 		Commands: []*cli.Command{
 			validateCommand(),
 			fmtCommand(),

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// imgform runs the command line in-process and returns the exit status and both streams.
+func imgform(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"imgform"}, args...), strings.NewReader(stdin), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const exampleDir = "../../examples/debian-12-base"
+
+func TestValidateExample(t *testing.T) {
+	code, stdout, stderr := imgform(t, "", "validate", exampleDir)
+	if code != 0 || !strings.Contains(stdout, "is valid: 1 image(s)") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+func TestValidateReportsErrorsWithPositions(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "main.imgform.hcl"), `image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "none"
+  }
+  machine {
+    memroy = "1GiB"
+  }
+  output "disk" {
+    format = "vhd"
+    path   = "dist/disk.vhd"
+  }
+}
+`)
+	code, stdout, stderr := imgform(t, "", "validate", dir)
+	if code != 1 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q", code, stdout)
+	}
+	for _, want := range []string{
+		filepath.Join(dir, "main.imgform.hcl") + `:7:5: Error: Unsupported argument`,
+		`   7:     memroy = "1GiB"`,
+		`Did you mean "memory"?`,
+		filepath.Join(dir, "main.imgform.hcl") + `:10:14: Error: Unknown output format "vhd"`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestValidateVarFlagsInOrder(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "main.imgform.hcl"), `variable "cpus" {
+  type = number
+  validation {
+    condition     = var.cpus == 4
+    error_message = "cpus must end up as 4."
+  }
+}
+
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "none"
+  }
+  machine {
+    cpus = var.cpus
+  }
+  output "disk" {
+    path = "dist/disk.qcow2"
+  }
+}
+`)
+	writeFile(t, filepath.Join(dir, "two.hcl"), "cpus = 2\n")
+	if code, _, stderr := imgform(t, "", "validate", "-var", "cpus=4", "-var-file", filepath.Join(dir, "two.hcl"), dir); code != 1 || !strings.Contains(stderr, "cpus must end up as 4.") {
+		t.Errorf("the later -var-file should win: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := imgform(t, "", "validate", "-var-file", filepath.Join(dir, "two.hcl"), "-var", "cpus=4", dir); code != 0 {
+		t.Errorf("the later -var should win: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := imgform(t, "", "validate", "-var", "nonsense", dir); code == 0 || !strings.Contains(stderr, "expected NAME=VALUE") {
+		t.Errorf("bad -var accepted: exit %d\n%s", code, stderr)
+	}
+}
+
+func TestValidateEmptyFolder(t *testing.T) {
+	code, _, stderr := imgform(t, "", "validate", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "No configuration files") {
+		t.Errorf("exit %d\n%s", code, stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := imgform(t, "", "version")
+	if code != 0 || !strings.HasPrefix(stdout, "imgform ") {
+		t.Errorf("exit %d, %q", code, stdout)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	// urfave/cli reads the word before the cursor from os.Args, not from the arguments given to Run.
+	saved := os.Args
+	os.Args = []string{"imgform", "--generate-bash-completion"}
+	defer func() { os.Args = saved }()
+	code, stdout, _ := imgform(t, "", "--generate-bash-completion")
+	if code != 0 || !strings.Contains(stdout, "validate") || !strings.Contains(stdout, "apply") {
+		t.Errorf("exit %d, %q", code, stdout)
+	}
+	if code, stdout, _ := imgform(t, "", "completion", "bash"); code != 0 || !strings.Contains(stdout, "complete -o filenames -F _imgform_complete imgform") {
+		t.Errorf("exit %d, %q", code, stdout)
+	}
+}
