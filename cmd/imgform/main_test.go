@@ -129,3 +129,16 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("exit %d, %q", code, stdout)
 	}
 }
+
+// pre-commit passes file names; each stands for its folder, and every folder is checked once.
+func TestValidateFilesAndFolders(t *testing.T) {
+	good, bad := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(good, "main.imgform.hcl"), "image \"a\" {\n  source {\n    path = \"disk.qcow2\"\n  }\n  output \"o\" {\n    path = \"o.qcow2\"\n  }\n}\n")
+	writeFile(t, filepath.Join(good, "disk.qcow2"), "")
+	writeFile(t, filepath.Join(good, "vars.imgform.hcl"), "")
+	writeFile(t, filepath.Join(bad, "main.imgform.hcl"), "image \"a\" {}\n")
+	code, stdout, stderr := imgform(t, "", "validate", filepath.Join(good, "main.imgform.hcl"), filepath.Join(good, "vars.imgform.hcl"), bad)
+	if code != 1 || strings.Count(stdout, "is valid") != 1 || !strings.Contains(stderr, "Missing source block") {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
