@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"sort"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/agext/levenshtein"

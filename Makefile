@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` builds the example image, `make test` runs every test.
+GO        ?= go
+BIN       ?= bin/imgform
+FUZZTIME  ?= 30s
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X main.buildVersion=$(VERSION)
+
+.PHONY: all build deps test unit fuzz lint demo clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imgform
+
+deps:
+	scripts/install-deps.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run ./cmd/imgform fmt -check -recursive examples
+	$(GO) run ./cmd/imgform validate -quiet examples/*/
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# A short fuzz run of each parser; longer runs: make fuzz FUZZTIME=10m.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
+
+test: deps lint unit fuzz
+
+# Builds the example image. This machine cannot download the official Debian image, so the source is a
+# Debian 12 cloud-style image built from Debian packages (cached outside the repository).
+demo: deps build
+	img=$$(scripts/build-test-image.sh) && \
+	$(BIN) apply -var "source_url=$$img" -var "source_checksum=file:$$img.SHA256SUMS" examples/debian-12-base
+
+clean:
+	rm -rf bin

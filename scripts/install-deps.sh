@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages imgform's tests and builds need, only those that are missing, so a warm
+# machine needs no network. Run as root (CI is); otherwise it prints what is missing and fails.
+set -eu
+# qemu-system-x86/qemu-utils: the build VM and qemu-img; ovmf: firmware = "uefi"; genisoimage: isoinfo reads
+# the seed back in tests; zstd: the benchmarks compare against the zstd command line.
+pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root or install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing >&2
