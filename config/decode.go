@@ -13,9 +13,17 @@ import (
 // decoder evaluates the attributes of one block and collects the diagnostics, so that a block with several
 // mistakes reports all of them.
 type decoder struct {
-	ctx   *hcl.EvalContext
-	dir   string
-	diags hcl.Diagnostics
+	ctx       *hcl.EvalContext
+	dir       string
+	localVars map[string][]string
+	diags     hcl.Diagnostics
+}
+
+func (d *decoder) refs(b *hcl.Block) []string {
+	if b == nil {
+		return nil
+	}
+	return varRefs(b.Body, d.localVars)
 }
 
 func (d *decoder) content(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyContent {

@@ -36,9 +36,9 @@ const (
 	DefaultZstdLevel       = 3
 )
 
-func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string) (*Image, hcl.Diagnostics) {
+func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string, localVars map[string][]string) (*Image, hcl.Diagnostics) {
 	img := &Image{Name: block.Labels[0], DeclRange: block.DefRange}
-	d := &decoder{ctx: ctx, dir: dir}
+	d := &decoder{ctx: ctx, dir: dir, localVars: localVars}
 	d.diags = append(d.diags, checkName("image", img.Name, block.LabelRanges[0])...)
 	c := d.content(block.Body, imageSchema)
 
@@ -88,7 +88,7 @@ var sourceSchema = &hcl.BodySchema{
 }
 
 func (d *decoder) source(b *hcl.Block) Source {
-	s := Source{DeclRange: b.DefRange}
+	s := Source{DeclRange: b.DefRange, VarRefs: d.refs(b)}
 	c := d.content(b.Body, sourceSchema)
 	set := []string{}
 	for _, n := range []string{"url", "path", "image"} {
@@ -177,7 +177,7 @@ func (d *decoder) machine(b *hcl.Block, imgRange hcl.Range) Machine {
 	if b == nil {
 		return m
 	}
-	m.DeclRange = b.DefRange
+	m.DeclRange, m.VarRefs = b.DefRange, d.refs(b)
 	c := d.content(b.Body, machineSchema)
 	a := c.Attributes
 	d.str(a, "type", &m.Type)
@@ -197,7 +197,7 @@ var userdataSchema = &hcl.BodySchema{
 }
 
 func (d *decoder) userdata(b *hcl.Block) Userdata {
-	var u Userdata
+	u := Userdata{VarRefs: d.refs(b)}
 	c := d.content(b.Body, userdataSchema)
 	if attr, ok := c.Attributes["cloud_config"]; ok {
 		u.CloudConfig = d.cloudConfig(attr)
@@ -219,7 +219,7 @@ var provisionSchema = &hcl.BodySchema{
 var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (d *decoder) provision(b *hcl.Block) *Provisioner {
-	p := &Provisioner{Name: b.Labels[0], Timeout: DefaultProvisionTimout, DeclRange: b.DefRange}
+	p := &Provisioner{Name: b.Labels[0], Timeout: DefaultProvisionTimout, DeclRange: b.DefRange, VarRefs: d.refs(b)}
 	c := d.content(b.Body, provisionSchema)
 	a := c.Attributes
 	d.strings(a, "inline", &p.Inline)
@@ -317,7 +317,7 @@ func (d *decoder) cleanup(b *hcl.Block, imgRange hcl.Range) Cleanup {
 	if b == nil {
 		return cl
 	}
-	cl.DeclRange = b.DefRange
+	cl.DeclRange, cl.VarRefs = b.DefRange, d.refs(b)
 	c := d.content(b.Body, cleanupSchema)
 	a := c.Attributes
 	d.boolean(a, "cloud_init", &cl.CloudInit)
@@ -337,7 +337,7 @@ var outputSchema = &hcl.BodySchema{
 }
 
 func (d *decoder) output(b *hcl.Block) *Output {
-	o := &Output{Name: b.Labels[0], Format: "qcow2", Compression: "none", DeclRange: b.DefRange}
+	o := &Output{Name: b.Labels[0], Format: "qcow2", Compression: "none", DeclRange: b.DefRange, VarRefs: d.refs(b)}
 	c := d.content(b.Body, outputSchema)
 	a := c.Attributes
 	d.oneOf(a, "format", OutputFormats, &o.Format)

@@ -124,7 +124,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 	}
 	diags = append(diags, checkValidations(decls, ctx)...)
 
-	locals, lDiags := evalLocals(localsBlocks, ctx)
+	locals, localVars, lDiags := evalLocals(localsBlocks, ctx)
 	diags = append(diags, lDiags...)
 	ctx.Variables["local"] = cty.ObjectVal(locals)
 
@@ -136,7 +136,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 
 	seen := map[string]*Image{}
 	for _, b := range imageBlocks {
-		img, iDiags := decodeImage(b, ctx, dir)
+		img, iDiags := decodeImage(b, ctx, dir, localVars)
 		diags = append(diags, iDiags...)
 		if prev, ok := seen[img.Name]; ok {
 			diags = append(diags, errorAt(b.LabelRanges[0], "Duplicate image",

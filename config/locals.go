@@ -10,8 +10,10 @@ import (
 
 // evalLocals evaluates every attribute of every locals block in dependency order: a local may use another one,
 // wherever it is declared, as long as there is no cycle.
-func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) (map[string]cty.Value, hcl.Diagnostics) {
+// It also returns, per local, the variables it uses directly or through other locals.
+func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) (map[string]cty.Value, map[string][]string, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
+	localVars := map[string][]string{}
 	pending := map[string]*hcl.Attribute{}
 	for _, b := range blocks {
 		attrs, aDiags := b.Body.JustAttributes()
@@ -42,6 +44,7 @@ func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) (map[string]cty.Value
 				val = cty.DynamicVal
 			}
 			values[name] = val
+			localVars[name] = exprVarRefs(attr.Expr, localVars)
 			delete(pending, name)
 			progress = true
 		}
@@ -75,7 +78,7 @@ func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) (map[string]cty.Value
 		}
 		break
 	}
-	return values, diags
+	return values, localVars, diags
 }
 
 func localDepsReady(attr *hcl.Attribute, done map[string]cty.Value, pending map[string]*hcl.Attribute) bool {

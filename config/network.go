@@ -43,7 +43,7 @@ var unitKeyPattern = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 
 // network decodes a network block: every attribute is a section.
 func (d *decoder) network(b *hcl.Block) *NetworkUnit {
-	u := &NetworkUnit{Name: b.Labels[0], DeclRange: b.DefRange}
+	u := &NetworkUnit{Name: b.Labels[0], DeclRange: b.DefRange, VarRefs: d.refs(b)}
 	attrs, diags := b.Body.JustAttributes()
 	d.diags = append(d.diags, diags...)
 	bySection := map[string][]*unit.UnitSection{}

@@ -72,6 +72,8 @@ type Source struct {
 	Image      string
 	ImageRange hcl.Range // where image = image.NAME is written
 	DeclRange  hcl.Range
+	// VarRefs names the variables the block uses, directly or through locals; plan explains changes with it.
+	VarRefs []string
 }
 
 // Machine is the virtual hardware of the build VM.
@@ -86,6 +88,7 @@ type Machine struct {
 	BootTimeout     time.Duration
 	ShutdownTimeout time.Duration
 	DeclRange       hcl.Range
+	VarRefs         []string
 }
 
 // Userdata is what cloud-init receives: the user's cloud-config (as a cty object, rendered to YAML late so the
@@ -94,7 +97,8 @@ type Userdata struct {
 	// CloudConfig is an object value (never marked), or cty.NilVal when not given.
 	CloudConfig cty.Value
 	// Raw is user-data given verbatim (a script, a #cloud-config document, a MIME archive); may be empty.
-	Raw string
+	Raw     string
+	VarRefs []string
 }
 
 // NetworkUnit is a systemd-networkd .network file. Sections keep their order and may repeat ([Address],
@@ -103,6 +107,7 @@ type NetworkUnit struct {
 	Name      string // file name without ".network"
 	Sections  []*unit.UnitSection
 	DeclRange hcl.Range
+	VarRefs   []string
 }
 
 // Provisioner runs commands in the booted guest; its result is a cached disk layer.
@@ -115,6 +120,7 @@ type Provisioner struct {
 	Sudo        bool
 	Timeout     time.Duration
 	DeclRange   hcl.Range
+	VarRefs     []string
 }
 
 // Upload copies a file or literal content into the guest before the provisioner's commands run.
@@ -139,6 +145,7 @@ type Cleanup struct {
 	AptLists    bool // remove /var/lib/apt/lists/*
 	Trim        bool // fstrim free space so the export stays small
 	DeclRange   hcl.Range
+	VarRefs     []string
 }
 
 // Output is one exported file of an image.
@@ -149,6 +156,7 @@ type Output struct {
 	Level       int
 	Path        string // relative to the configuration folder unless absolute
 	DeclRange   hcl.Range
+	VarRefs     []string
 }
 
 // Output formats and compressions the export step knows.

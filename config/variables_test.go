@@ -242,3 +242,45 @@ image "base" {
 		t.Errorf("sum = %s", got)
 	}
 }
+
+// Each block knows the variables it reads, also through locals, so plan can name a changed variable.
+func TestVarRefs(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, dir, "main.imgform.hcl", `
+variable "a" { default = "x" }
+variable "b" { default = "y" }
+variable "c" { default = 1 }
+locals {
+  ab   = "${var.a}-${local.bee}"
+  bee  = upper(var.b)
+}
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "none"
+  }
+  userdata {
+    cloud_config = { x = local.ab }
+  }
+  provision "p" {
+    inline = ["echo ${var.c}"]
+  }
+  output "disk" {
+    path = "dist/${var.a}.qcow2"
+  }
+}
+`)
+	cfg, diags := Load(dir, LoadOptions{Env: []string{}})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	img := cfg.Images[0]
+	for what, got := range map[string][]string{
+		"userdata": img.Userdata.VarRefs, "provision": img.Provisioners[0].VarRefs, "output": img.Outputs[0].VarRefs, "source": img.Source.VarRefs,
+	} {
+		want := map[string]string{"userdata": "a,b", "provision": "c", "output": "a", "source": ""}[what]
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s refs = %v, want %s", what, got, want)
+		}
+	}
+}
