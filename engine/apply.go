@@ -1,0 +1,220 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"gitlab.com/imgform/imgform/config"
+	"gitlab.com/imgform/imgform/state"
+)
+
+// Result is what an apply did.
+type Result struct {
+	Plan *Plan
+	// Ran counts the steps that ran and succeeded; Failed those that failed.
+	Ran, Failed int
+	// Outputs are the files written or kept, per image.
+	Outputs []OutputResult
+}
+
+// OutputResult is one output file of an image.
+type OutputResult struct {
+	Image, Name, Path, SHA256 string
+	Size                      int64
+	Written                   bool // false when the file from the last apply was still right
+}
+
+// Apply plans and then runs what is missing, in dependency order, independent steps in parallel. It writes
+// the record of this apply even when a step fails, so that the next plan explains what is left; the steps
+// that finished stay in the store and the next apply resumes from them.
+func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error) {
+	lock, err := e.Store.LockRecord(ctx, recordID(cfg), state.LockOptions{Purpose: "apply of " + cfg.Dir, OnEvent: e.lockEvent})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = lock.Unlock() }()
+
+	p, err := e.makePlan(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.hooks().Planned(p.plan)
+
+	// Hold every key of the plan so that a concurrent gc removes nothing this apply will read.
+	var keys []state.Key
+	for _, s := range p.graph.Steps {
+		keys = append(keys, s.Key)
+	}
+	hold, err := e.Store.Hold(ctx, keys...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = hold.Release() }()
+
+	a := &applier{e: e, cfg: cfg, p: p, results: map[*Step]*stepResult{}}
+	units := a.units()
+	walk(ctx, units, e.parallelism(), func(u *unit, cause error) {
+		for _, sp := range u.steps {
+			a.finish(sp, StatusSkipped, 0, cause)
+		}
+	})
+	res := &Result{Plan: p.plan}
+	var errs []error
+	for _, u := range units {
+		if u.err != nil {
+			var dep errDependencyFailed
+			if !errors.As(u.err, &dep) && !errors.Is(u.err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("%s: %w", u.name, u.err))
+			}
+		}
+	}
+	a.mu.Lock()
+	for _, r := range a.results {
+		switch r.status {
+		case StatusDone:
+			res.Ran++
+		case StatusFailed:
+			res.Failed++
+		}
+	}
+	a.mu.Unlock()
+	res.Outputs = a.outputs()
+	if err := e.saveRecord(cfg, p, a); err != nil {
+		errs = append(errs, fmt.Errorf("saving the record of this apply: %w", err))
+	}
+	if err := ctx.Err(); err != nil && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("apply cancelled: %w", err))
+	}
+	return res, errors.Join(errs...)
+}
+
+func (e *Engine) parallelism() int {
+	if e.Parallelism <= 0 {
+		return 2
+	}
+	return e.Parallelism
+}
+
+func (e *Engine) lockEvent(ev state.LockEvent) {
+	e.hooks().Message(LevelInfo, ev.String())
+}
+
+// applier is the state of one apply.
+type applier struct {
+	e   *Engine
+	cfg *config.Config
+	p   *planned
+
+	mu      sync.Mutex
+	results map[*Step]*stepResult
+	started map[*StepPlan]time.Time
+}
+
+type stepResult struct {
+	status StepStatus
+	output *state.OutputRecord
+}
+
+func (a *applier) start(sp *StepPlan) {
+	a.mu.Lock()
+	if a.started == nil {
+		a.started = map[*StepPlan]time.Time{}
+	}
+	a.started[sp] = a.e.now()
+	a.mu.Unlock()
+	a.e.hooks().StepStarted(sp)
+}
+
+func (a *applier) finish(sp *StepPlan, status StepStatus, _ time.Duration, err error) {
+	a.mu.Lock()
+	elapsed := time.Duration(0)
+	if t, ok := a.started[sp]; ok {
+		elapsed = a.e.now().Sub(t)
+	}
+	r := a.results[sp.step]
+	if r == nil {
+		r = &stepResult{}
+		a.results[sp.step] = r
+	}
+	r.status = status
+	a.mu.Unlock()
+	if err != nil {
+		err = errors.New(a.cfg.Redact(err.Error()))
+	}
+	a.e.hooks().StepFinished(sp, status, elapsed, err)
+}
+
+// runStep wraps a single-step unit with start and finish events.
+func (a *applier) runStep(sp *StepPlan, fn func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		a.start(sp)
+		err := fn(ctx)
+		switch {
+		case err == nil:
+			a.finish(sp, StatusDone, 0, nil)
+		case ctx.Err() != nil:
+			a.finish(sp, StatusCanceled, 0, err)
+		default:
+			a.finish(sp, StatusFailed, 0, err)
+		}
+		return err
+	}
+}
+
+// units groups the steps to run into units of work with their dependencies.
+func (a *applier) units() []*unit {
+	var units []*unit
+	byStep := map[*Step]*unit{}
+	for _, ip := range a.p.plan.Images {
+		var session *unit
+		for _, sp := range ip.Steps {
+			s := sp.step
+			if sp.Action != ActionRun {
+				continue
+			}
+			switch {
+			case s.Kind.IsDisk():
+				if session == nil {
+					session = &unit{name: fmt.Sprintf("image %q", s.Image.Name)}
+					units = append(units, session)
+				}
+				session.steps = append(session.steps, sp)
+				byStep[s] = session
+			default:
+				u := &unit{name: fmt.Sprintf("image %q, %s", s.Image.Name, s.Label()), steps: []*StepPlan{sp}}
+				units = append(units, u)
+				byStep[s] = u
+			}
+		}
+		if session != nil {
+			steps := session.steps
+			session.run = func(ctx context.Context) error { return a.runGuest(ctx, steps) }
+		}
+	}
+	for _, u := range units {
+		seen := map[*unit]bool{u: true}
+		for _, sp := range u.steps {
+			for _, d := range sp.step.Deps() {
+				if du, ok := byStep[d]; ok && !seen[du] {
+					seen[du] = true
+					u.deps = append(u.deps, du)
+				}
+			}
+		}
+		if len(u.steps) == 1 && !u.steps[0].step.Kind.IsDisk() {
+			sp := u.steps[0]
+			switch sp.step.Kind {
+			case KindFetch:
+				u.run = a.runStep(sp, func(ctx context.Context) error { return a.runFetch(ctx, sp) })
+			case KindSeed:
+				u.run = a.runStep(sp, func(ctx context.Context) error { return a.runSeed(ctx, sp) })
+			case KindExport:
+				u.run = a.runStep(sp, func(ctx context.Context) error { return a.runExport(ctx, sp) })
+			}
+		}
+	}
+	return units
+}

@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"context"
+
+	"gitlab.com/imgform/imgform/config"
+	"gitlab.com/imgform/imgform/state"
+)
+
+// GuestRunner runs the disk steps of one image that are to run, in order, in one VM session: a full build
+// boots once, and a build that resumes from a cached layer boots that layer. Implementations live in
+// steps/ (QEMU, SSH); the engine only hands out layers and records results.
+type GuestRunner interface {
+	Run(ctx context.Context, job *GuestJob) error
+}
+
+// Disk is a disk image file.
+type Disk struct {
+	Path   string
+	Format string // qcow2 or raw
+}
+
+// GuestJob is one VM session.
+type GuestJob struct {
+	Image     *config.Image
+	ConfigDir string
+	// Base is the disk the first step starts from: the source, the parent image's result or the last
+	// cached layer. It must not be written to.
+	Base Disk
+	// Seed is the path of the cidata ISO. It is attached on every boot, also when resuming, so that
+	// cloud-init sees the same instance and does not run its per-instance modules again.
+	Seed string
+	// BuildKey is the private key (OpenSSH PEM) authorized in Base's chain for BuildUser.
+	BuildKey  []byte
+	BuildUser string
+	// Steps are the disk steps to run, in order; the first one's parent is Base.
+	Steps []*StepPlan
+	// Begin opens the store folder for a step's layer: write the layer as LayerFile into w.Dir() with its
+	// backing file given relative to that folder (see RelativeBacking), then call Commit.
+	Begin func(step *StepPlan) (*state.Writer, error)
+	// Commit publishes a step's layer; the layer must not change afterwards (it may stay open read-only as
+	// the backing file of the next layer).
+	Commit func(step *StepPlan, w *state.Writer) error
+	// Started, Output and Progress report to the user.
+	Started  func(step *StepPlan)
+	Output   func(step *StepPlan, line string)
+	Progress func(step *StepPlan, phase string, done, total int64)
+	// Redact removes sensitive values from any text before it is logged.
+	Redact func(string) string
+}
+
+// LayerFile is the name of the qcow2 layer in a disk step's object; BuildKeyFile holds the build key.
+const (
+	LayerFile    = "disk.qcow2"
+	BuildKeyFile = "build_key"
+	SourceFile   = "disk"
+	SeedFile     = "seed.iso"
+)
+
+// Exporter writes one output file from the image's final layer.
+type Exporter interface {
+	Export(ctx context.Context, job ExportJob) (ExportResult, error)
+}
+
+// ExportJob is one output to write.
+type ExportJob struct {
+	Source Disk // the cleanup layer (a qcow2 with a backing chain)
+	Output *config.Output
+	// Dest is the absolute output path; it must be written atomically.
+	Dest     string
+	Progress func(phase string, done, total int64)
+}
+
+// ExportResult describes the written file.
+type ExportResult struct {
+	Size        int64
+	SHA256      string
+	VirtualSize int64
+}

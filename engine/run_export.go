@@ -1,0 +1,56 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"gitlab.com/imgform/imgform/state"
+)
+
+// runExport writes one output from the image's final layer. The exporter writes atomically, so a failed or
+// cancelled export leaves the previous file (or none), never a partial one.
+func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
+	s := sp.step
+	if a.e.Exporter == nil {
+		return fmt.Errorf("this imgform has no exporter")
+	}
+	lock, err := a.e.Store.LockKey(ctx, s.Key, a.lockOptions(fmt.Sprintf("export %s of image %s", s.Name, s.Image.Name)))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Unlock() }()
+	obj, ok, err := a.e.Store.Lookup(s.Parent.Key)
+	if err != nil || !ok {
+		return fmt.Errorf("the final layer of image %q is not in the store: %v", s.Image.Name, err)
+	}
+	// The layer is the result of earlier steps: check its content before an output is made from it, so a
+	// damaged cache entry is never copied into an image.
+	if err := a.e.Store.Verify(ctx, obj); err != nil {
+		return fmt.Errorf("the cached final layer of image %q is damaged (%w); run imgform cache verify -remove and apply again", s.Image.Name, err)
+	}
+	dest := outputPath(a.cfg, s.Output)
+	if err := os.MkdirAll(dirOf(dest), 0o755); err != nil {
+		return err
+	}
+	res, err := a.e.Exporter.Export(ctx, ExportJob{
+		Source: Disk{Path: obj.Path(LayerFile), Format: "qcow2"}, Output: s.Output, Dest: dest,
+		Progress: func(phase string, done, total int64) { a.e.hooks().StepProgress(sp, phase, done, total) },
+	})
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(dest)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	r := a.results[s]
+	if r == nil {
+		r = &stepResult{}
+		a.results[s] = r
+	}
+	r.output = &state.OutputRecord{Name: s.Name, Path: s.Output.Path, SHA256: res.SHA256, Size: fi.Size(), ModTime: fi.ModTime(), Key: s.Key}
+	a.mu.Unlock()
+	return a.e.Store.Touch(s.Parent.Key)
+}

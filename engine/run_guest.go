@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"gitlab.com/imgform/imgform/state"
+)
+
+// runGuest runs the disk steps of one image that are to run, in one VM session.
+func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
+	finished := map[*StepPlan]bool{}
+	defer func() {
+		// Whatever did not finish failed (the step that was running) or never started.
+		failedOne := false
+		for _, sp := range steps {
+			if finished[sp] {
+				continue
+			}
+			switch {
+			case ctx.Err() != nil:
+				a.finish(sp, StatusCanceled, 0, ctx.Err())
+			case !failedOne && err != nil:
+				failedOne = true
+				a.finish(sp, StatusFailed, 0, err)
+			default:
+				a.finish(sp, StatusSkipped, 0, errors.New("not run: an earlier step of the image failed"))
+			}
+		}
+	}()
+	if a.e.Guest == nil {
+		return errors.New("this imgform has no VM runner, so boot, provision and cleanup steps cannot run")
+	}
+
+	// Another apply of the same configuration may be building these layers right now: wait for it, then
+	// take over only what it did not finish.
+	for _, sp := range steps {
+		lock, err := a.e.Store.LockKey(ctx, sp.step.Key, a.lockOptions(fmt.Sprintf("build of image %s", sp.step.Image.Name)))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = lock.Unlock() }()
+	}
+	for len(steps) > 0 {
+		if _, ok, err := a.e.Store.Lookup(steps[0].step.Key); err != nil {
+			return err
+		} else if !ok {
+			break
+		}
+		a.start(steps[0])
+		a.finish(steps[0], StatusCached, 0, nil)
+		finished[steps[0]] = true
+		steps = steps[1:]
+	}
+	if len(steps) == 0 {
+		return nil
+	}
+
+	first := steps[0].step
+	img := first.Image
+	baseObj, ok, err := a.e.Store.Lookup(first.Parent.Key)
+	if err != nil || !ok {
+		return fmt.Errorf("the disk %s starts from (%s) is not in the store: %v", first.Label(), first.Parent.ID, err)
+	}
+	base := Disk{Path: baseObj.Path(LayerFile), Format: "qcow2"}
+	if first.Parent.Kind == KindFetch {
+		if base, err = sourceDisk(baseObj); err != nil {
+			return err
+		}
+	}
+	seedObj, ok, err := a.e.Store.Lookup(first.Seed.Key)
+	if err != nil || !ok {
+		return fmt.Errorf("the seed of image %q is not in the store: %v", img.Name, err)
+	}
+	keyFrom := baseObj
+	if first.Kind == KindBoot {
+		keyFrom = seedObj // a new chain: its key is the seed's
+	}
+	buildKey, err := os.ReadFile(keyFrom.Path(BuildKeyFile))
+	if err != nil {
+		return fmt.Errorf("the build key of image %q: %w", img.Name, err)
+	}
+
+	job := &GuestJob{
+		Image: img, ConfigDir: a.cfg.Dir, Base: base, Seed: seedObj.Path(SeedFile),
+		BuildKey: buildKey, BuildUser: BuildUserName, Steps: steps, Redact: a.cfg.Redact,
+		Begin: func(sp *StepPlan) (*state.Writer, error) {
+			w, err := a.e.Store.Begin(sp.step.Key, state.Info{
+				Kind: string(sp.step.Kind), Image: img.Name, Step: sp.ID, Parent: sp.step.Parent.Key,
+			})
+			if err != nil {
+				return nil, err
+			}
+			if err := w.WriteFile(BuildKeyFile, buildKey, 0o600); err != nil {
+				return nil, errors.Join(err, w.Abort())
+			}
+			return w, nil
+		},
+		Commit: func(sp *StepPlan, w *state.Writer) error {
+			if _, err := w.Commit(); err != nil {
+				return err
+			}
+			finished[sp] = true
+			a.finish(sp, StatusDone, 0, nil)
+			return nil
+		},
+		Started: a.start,
+		Output: func(sp *StepPlan, line string) {
+			a.e.hooks().StepOutput(sp, a.cfg.Redact(line))
+		},
+		Progress: func(sp *StepPlan, phase string, done, total int64) {
+			a.e.hooks().StepProgress(sp, phase, done, total)
+		},
+	}
+	return a.e.Guest.Run(ctx, job)
+}

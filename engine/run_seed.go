@@ -1,0 +1,89 @@
+package engine
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"gitlab.com/imgform/imgform/config"
+	"gitlab.com/imgform/imgform/state"
+	"gitlab.com/imgform/imgform/steps/seed"
+)
+
+// BuildKeyPubFile holds the public half of the build key next to the seed.
+const BuildKeyPubFile = "build_key.pub"
+
+// runSeed makes the cidata ISO with a fresh build key. The key is random, so the ISO differs from build to
+// build, but the step key does not (keys.go): the key belongs to the layer chain built from this seed.
+func (a *applier) runSeed(ctx context.Context, sp *StepPlan) error {
+	s := sp.step
+	_, _, err := a.e.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: string(KindSeed), Image: s.Image.Name, Step: s.ID},
+		a.lockOptions(fmt.Sprintf("seed of image %s", s.Image.Name)),
+		func(ctx context.Context, w *state.Writer) error {
+			priv, pub, err := newBuildKey()
+			if err != nil {
+				return err
+			}
+			ud, err := s.Image.RenderUserData(&config.BuildUser{Name: BuildUserName, AuthorizedKey: pub})
+			if err != nil {
+				return err
+			}
+			md, err := seed.MetaData(instanceID(s), hostname(s.Image.Name))
+			if err != nil {
+				return err
+			}
+			iso, err := w.Path(SeedFile)
+			if err != nil {
+				return err
+			}
+			if err := seed.Build(ctx, seed.Files{UserData: ud, MetaData: md}, iso); err != nil {
+				return err
+			}
+			if err := w.WriteFile(BuildKeyFile, priv, 0o600); err != nil {
+				return err
+			}
+			return w.WriteFile(BuildKeyPubFile, []byte(pub+"\n"), 0o644)
+		})
+	return err
+}
+
+// instanceID is stable for a seed key: a build that resumes from a cached layer boots with the same
+// instance, so cloud-init does not redo its per-instance work (new host keys, users).
+func instanceID(seedStep *Step) string { return "imgform-" + seedStep.Key.Short() }
+
+var hostnameBad = regexp.MustCompile(`[^a-z0-9-]+`)
+
+func hostname(image string) string {
+	h := strings.Trim(hostnameBad.ReplaceAllString(strings.ToLower(image), "-"), "-")
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	if h == "" {
+		h = "imgform"
+	}
+	return h
+}
+
+// newBuildKey makes the ephemeral ed25519 key the build logs in with.
+func newBuildKey() (privPEM []byte, authorized string, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "imgform-build")
+	if err != nil {
+		return nil, "", err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return nil, "", err
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " imgform-build"
+	return pem.EncodeToMemory(block), line, nil
+}
