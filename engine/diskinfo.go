@@ -66,4 +66,3 @@ func hasBootSignature(path string) (ok bool, err error) {
 	}
 	return buf[510] == 0x55 && buf[511] == 0xAA, nil
 }
-
