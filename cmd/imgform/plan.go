@@ -1,19 +1,53 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"gitlab.com/imgform/imgform/config"
+	"gitlab.com/imgform/imgform/engine"
+	"gitlab.com/imgform/imgform/state"
 )
 
-// planCommand and applyCommand parse their flags and load the configuration; the engine that computes step
-// keys and runs steps is wired in by the engine work (issue 3).
+// newEngine opens the store (IMGFORM_CACHE_DIR or the user's cache folder) and wires the steps.
+func newEngine(hooks engine.Hooks) (*engine.Engine, error) {
+	dir, err := state.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the cache in %s: %w", dir, err)
+	}
+	return &engine.Engine{
+		Store:       st,
+		Hooks:       hooks,
+		Guest:       guestRunner(hooks),
+		Exporter:    exporter(),
+		DebugKeys:   engine.DebugKeysFromEnv(),
+		ToolVersion: version(),
+	}, nil
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func planCommand() *cli.Command {
 	vars := &varArgs{}
 	return &cli.Command{
 		Name:      "plan",
 		Usage:     "show which build steps would run and why",
 		ArgsUsage: "[DIR]",
+		Description: "Evaluates the configuration, computes the key of every step and looks each up in the cache. " +
+			"Nothing boots and nothing is downloaded but small checksum files. -json prints the plan as versioned " +
+			"JSON (docs/plan-json.md).",
 		Flags: append(varFlags(vars),
 			&cli.BoolFlag{Name: "json", Usage: "print the plan as versioned JSON"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would run, 2 when something would, 1 on error"},
@@ -23,12 +57,37 @@ func planCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if _, _, err := loadConfig(c, dir, vars); err != nil {
+			cfg, _, err := loadConfig(c, dir, vars)
+			if err != nil {
 				return err
 			}
-			return fmt.Errorf("plan: the build engine is not part of this version yet")
+			hooks := &lineHooks{w: c.App.ErrWriter, verbose: true}
+			eng, err := newEngine(hooks)
+			if err != nil {
+				return err
+			}
+			p, err := eng.Plan(c.Context, cfg)
+			if err != nil {
+				return redactedError(cfg, err)
+			}
+			if c.Bool("json") {
+				err = renderPlanJSON(c.App.Writer, p)
+			} else {
+				err = renderPlan(c.App.Writer, p)
+			}
+			if err != nil {
+				return err
+			}
+			if c.Bool("detailed-exitcode") && p.HasChanges() {
+				return exitError{code: 2}
+			}
+			return nil
 		},
 	}
+}
+
+func redactedError(cfg *config.Config, err error) error {
+	return errors.New(cfg.Redact(err.Error()))
 }
 
 func applyCommand() *cli.Command {
@@ -37,6 +96,8 @@ func applyCommand() *cli.Command {
 		Name:      "apply",
 		Usage:     "build what the plan shows and write the outputs",
 		ArgsUsage: "[DIR]",
+		Description: "Runs the steps that are not cached, independent ones in parallel, and writes the outputs " +
+			"atomically. Ctrl-C stops running steps cleanly; finished steps stay cached and the next apply resumes.",
 		Flags: append(varFlags(vars),
 			&cli.IntFlag{Name: "parallelism", Value: 2, Usage: "run at most N steps at once"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress as JSON event lines"},
@@ -46,28 +107,48 @@ func applyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if _, _, err := loadConfig(c, dir, vars); err != nil {
+			cfg, _, err := loadConfig(c, dir, vars)
+			if err != nil {
 				return err
 			}
-			return fmt.Errorf("apply: the build engine is not part of this version yet")
+			var hooks engine.Hooks
+			if c.Bool("json") {
+				hooks = newJSONHooks(c.App.Writer)
+			} else {
+				hooks = &lineHooks{w: c.App.Writer, terminal: isTerminal(c.App.Writer), verbose: true}
+			}
+			eng, err := newEngine(hooks)
+			if err != nil {
+				return err
+			}
+			eng.Parallelism = c.Int("parallelism")
+			start := time.Now()
+			res, err := eng.Apply(c.Context, cfg)
+			if jh, ok := hooks.(*jsonHooks); ok && res != nil {
+				jh.emit(jsonEvent{Type: "apply_finished", Outputs: res.Outputs, ElapsedMs: time.Since(start).Milliseconds()})
+			} else if res != nil {
+				printApplySummary(c.App.Writer, res, time.Since(start))
+			}
+			if err != nil {
+				return redactedError(cfg, err)
+			}
+			return nil
 		},
 	}
 }
 
-func cacheCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "cache",
-		Usage: "list, verify and clean the step cache",
-		Subcommands: []*cli.Command{
-			{Name: "ls", Usage: "list cached objects", Action: notYet("cache ls")},
-			{Name: "gc", Usage: "remove old objects", Action: notYet("cache gc")},
-			{Name: "verify", Usage: "check every object against its checksum", Action: notYet("cache verify")},
-		},
-	}
+func newJSONHooks(w any) *jsonHooks {
+	return &jsonHooks{enc: newJSONEncoder(w), now: time.Now}
 }
 
-func notYet(what string) cli.ActionFunc {
-	return func(*cli.Context) error {
-		return fmt.Errorf("%s: the cache commands are not part of this version yet", what)
+func printApplySummary(w interface{ Write([]byte) (int, error) }, res *engine.Result, elapsed time.Duration) {
+	fmt.Fprintf(w, "\nApply finished in %s: %d step(s) ran, %d failed, %d cached.\n",
+		elapsed.Round(100*time.Millisecond), res.Ran, res.Failed, res.Plan.Cached)
+	for _, o := range res.Outputs {
+		state := "unchanged"
+		if o.Written {
+			state = "written"
+		}
+		fmt.Fprintf(w, "  %s (%s, %d bytes, sha256 %s)\n", o.Path, state, o.Size, o.SHA256)
 	}
 }

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"gitlab.com/imgform/imgform/engine"
+)
+
+// renderPlan prints a plan for people: per image, each step with what apply will do and why.
+func renderPlan(w io.Writer, p *engine.Plan) error {
+	var b strings.Builder
+	for _, ip := range p.Images {
+		fmt.Fprintf(&b, "image %q\n", ip.Name)
+		for _, sp := range ip.Steps {
+			mark := map[engine.Action]string{engine.ActionRun: "+", engine.ActionCached: "=", engine.ActionSkip: "-"}[sp.Action]
+			line := fmt.Sprintf("  %s %-28s %-6s %s", mark, sp.Label, sp.Action, sp.Key[:12])
+			if sp.Output != "" {
+				line += "  -> " + sp.Output
+			}
+			b.WriteString(strings.TrimRight(line, " ") + "\n")
+			if sp.Action == engine.ActionRun {
+				for _, r := range sp.Reasons {
+					fmt.Fprintf(&b, "      %s\n", r)
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	if p.ToRun == 0 {
+		fmt.Fprintf(&b, "No changes: every step is cached (%d steps). apply would run nothing.\n", p.Cached)
+	} else {
+		fmt.Fprintf(&b, "Plan: %d to run, %d cached", p.ToRun, p.Cached)
+		if p.Skipped > 0 {
+			fmt.Fprintf(&b, ", %d not needed", p.Skipped)
+		}
+		b.WriteString(".\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func renderPlanJSON(w io.Writer, p *engine.Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
