@@ -36,11 +36,12 @@ type GuestJob struct {
 	// Steps are the disk steps to run, in order; the first one's parent is Base.
 	Steps []*StepPlan
 	// Begin opens the store folder for a step's layer: write the layer as LayerFile into w.Dir() with its
-	// backing file given relative to that folder (see RelativeBacking), then call Commit.
+	// backing file given relative to that folder (the folder is renamed into place by Commit, at the same
+	// depth of the store, so a relative path stays right), then call Commit.
 	Begin func(step *StepPlan) (*state.Writer, error)
-	// Commit publishes a step's layer; the layer must not change afterwards (it may stay open read-only as
-	// the backing file of the next layer).
-	Commit func(step *StepPlan, w *state.Writer) error
+	// Commit publishes a step's layer and returns where it now is; the layer must not change afterwards
+	// (it may stay open read-only as the backing file of the next layer).
+	Commit func(step *StepPlan, w *state.Writer) (Disk, error)
 	// Started, Output and Progress report to the user.
 	Started  func(step *StepPlan)
 	Output   func(step *StepPlan, line string)

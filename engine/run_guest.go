@@ -98,13 +98,14 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 			}
 			return w, nil
 		},
-		Commit: func(sp *StepPlan, w *state.Writer) error {
-			if _, err := w.Commit(); err != nil {
-				return err
+		Commit: func(sp *StepPlan, w *state.Writer) (Disk, error) {
+			obj, err := w.Commit()
+			if err != nil {
+				return Disk{}, err
 			}
 			finished[sp] = true
 			a.finish(sp, StatusDone, 0, nil)
-			return nil
+			return Disk{Path: obj.Path(LayerFile), Format: "qcow2"}, nil
 		},
 		Started: a.start,
 		Output: func(sp *StepPlan, line string) {

@@ -136,6 +136,8 @@ func (kc *keyContext) seedKey(s *Step, b *keyBuilder) error {
 		return fmt.Errorf("image %q: rendering user-data: %w", s.Image.Name, err)
 	}
 	b.add("user-data", ud)
+	// The hostname is in the meta-data and cloud-init writes it to /etc/hostname, so it is part of the result.
+	b.add("hostname", []byte(hostname(s.Image.Name)))
 	refs := append([]string{}, s.Image.Userdata.VarRefs...)
 	for _, n := range s.Image.Networks {
 		refs = append(refs, n.VarRefs...)
