@@ -226,12 +226,14 @@ func (p *planned) reasons(cfg *config.Config, s *Step) []string {
 			return []string{fmt.Sprintf("output %s was modified since the last apply", s.Output.Path)}
 		}
 	}
-	if sr != nil && sr.Key == s.Key {
-		return []string{fmt.Sprintf("the result for key %s is no longer in the cache", s.Key.Short())}
-	}
 	var out []string
 	if s.Kind == KindExport {
 		out = append(out, fmt.Sprintf("output %s has not been written for key %s", s.Output.Path, s.Key.Short()))
+		if sr != nil && len(sr.Outputs) > 0 && sr.Outputs[0].Path != s.Output.Path {
+			out = append(out, fmt.Sprintf("the output path changed from %s", sr.Outputs[0].Path))
+		}
+	} else if sr != nil && sr.Key == s.Key {
+		return []string{fmt.Sprintf("the result for key %s is no longer in the cache", s.Key.Short())}
 	} else {
 		out = append(out, "no result for key "+s.Key.Short())
 	}

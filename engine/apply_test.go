@@ -1,0 +1,231 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab.com/imgform/imgform/config"
+)
+
+func mustApply(t *testing.T, te *testEnv, cfg *config.Config) (*Result, *recorder) {
+	t.Helper()
+	res, rec, err := te.apply(cfg)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return res, rec
+}
+
+func reasonsOf(p *Plan, id string) string {
+	sp := p.Step(id)
+	if sp == nil {
+		return "<no step " + id + ">"
+	}
+	return strings.Join(sp.Reasons, "; ")
+}
+
+// A full apply runs every step once; a second apply and plan run nothing; a change to the k-th provisioner
+// re-runs it, the later ones, cleanup and the export, resuming from the cached layer before it.
+func TestApplyIncremental(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	res, rec := mustApply(t, te, te.load())
+	if res.Ran != 8 || res.Failed != 0 {
+		t.Fatalf("first apply: ran %d, failed %d: %v", res.Ran, res.Failed, rec.errs)
+	}
+	out := filepath.Join(te.dir, "dist", "base-1.raw")
+	fi, err := os.Stat(out)
+	if err != nil || fi.Size() != 64<<20 {
+		t.Fatalf("output: %v, %v", fi, err)
+	}
+	if len(res.Outputs) != 1 || !res.Outputs[0].Written || res.Outputs[0].SHA256 != sha256File(t, out) {
+		t.Fatalf("outputs %+v", res.Outputs)
+	}
+
+	if p := te.plan(te.load()); p.ToRun != 0 || p.Cached != 8 {
+		t.Fatalf("plan after apply: %v", actions(p))
+	}
+	res, rec = mustApply(t, te, te.load())
+	if res.Ran != 0 || len(rec.ran()) != 0 || te.guest.starts.Load() != 1 {
+		t.Fatalf("second apply ran %v (guest started %d times)", rec.ran(), te.guest.starts.Load())
+	}
+
+	te.write("scripts/two.sh", "#!/bin/sh\necho changed\n")
+	p := te.plan(te.load())
+	want := []string{"base/fetch=cached", "base/seed=cached", "base/boot=cached", "base/provision/one=cached",
+		"base/provision/two=run", "base/provision/three=run", "base/cleanup=run", "base/export/raw=run"}
+	if got := actions(p); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("plan after changing provisioner two:\n%v\nwant\n%v", got, want)
+	}
+	for id, want := range map[string]string{
+		"base/provision/two":   "script scripts/two.sh changed",
+		"base/provision/three": `it builds on provision "two", which will run`,
+		"base/cleanup":         `it builds on provision "three", which will run`,
+		"base/export/raw":      "it builds on cleanup, which will run",
+	} {
+		if r := reasonsOf(p, id); !strings.Contains(r, want) || !strings.Contains(r, "no result for key") && id != "base/export/raw" {
+			t.Errorf("%s reasons %q, want %q", id, r, want)
+		}
+	}
+	before := sha256File(t, out)
+	res, rec = mustApply(t, te, te.load())
+	wantRan := []string{"base/cleanup", "base/export/raw", "base/provision/three", "base/provision/two"}
+	if strings.Join(rec.ran(), " ") != strings.Join(wantRan, " ") {
+		t.Fatalf("incremental apply ran %v, want %v", rec.ran(), wantRan)
+	}
+	last := te.guest.sessions[len(te.guest.sessions)-1]
+	if last[0] != "base/provision/two" {
+		t.Errorf("the VM session started at %s, want provision two (resuming from the cached layer of one)", last[0])
+	}
+	if sha256File(t, out) == before {
+		t.Error("the output did not change")
+	}
+	if res, _ := mustApply(t, te, te.load()); res.Ran != 0 {
+		t.Errorf("apply after the incremental one ran %d steps", res.Ran)
+	}
+}
+
+func TestPlanExplainsVariablesAndOutputs(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	mustApply(t, te, te.load())
+
+	p := te.plan(te.load(config.VarArg{Name: "greeting", Value: "bye"}))
+	if r := reasonsOf(p, "base/provision/one"); !strings.Contains(r, "variable greeting changed") || !strings.Contains(r, "its provisioner configuration changed") {
+		t.Errorf("reasons %q", r)
+	}
+
+	out := filepath.Join(te.dir, "dist", "base-1.raw")
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	p = te.plan(te.load())
+	if got := strings.Join(actions(p), " "); !strings.Contains(got, "base/export/raw=run") || p.ToRun != 1 {
+		t.Fatalf("after removing the output: %v", got)
+	}
+	if r := reasonsOf(p, "base/export/raw"); r != "output dist/base-1.raw was removed" {
+		t.Errorf("reason %q", r)
+	}
+	mustApply(t, te, te.load())
+	if err := os.WriteFile(out, []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := reasonsOf(te.plan(te.load()), "base/export/raw"); r != "output dist/base-1.raw was modified since the last apply" {
+		t.Errorf("reason %q", r)
+	}
+
+	// A new output path (the version variable) writes a new file from the cached layers.
+	p = te.plan(te.load(config.VarArg{Name: "version", Value: "2"}))
+	if p.ToRun != 1 || !strings.Contains(reasonsOf(p, "base/export/raw"), "has not been written") {
+		t.Errorf("new output path: %v %q", actions(p), reasonsOf(p, "base/export/raw"))
+	}
+}
+
+// A derived image starts from its parent's final layer and re-runs when the parent does.
+func TestDerivedImage(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	te.write("child.imgform.hcl", `
+image "child" {
+  source {
+    image = image.base
+  }
+  provision "extra" {
+    inline = ["echo child"]
+  }
+  output "qcow2" {
+    format      = "qcow2"
+    compression = "zstd"
+    path        = "dist/child.qcow2.zst"
+  }
+}
+`)
+	res, rec := mustApply(t, te, te.load())
+	if res.Ran != 8+5 || res.Failed != 0 {
+		t.Fatalf("ran %d failed %d: %v", res.Ran, res.Failed, rec.errs)
+	}
+	if _, err := os.Stat(filepath.Join(te.dir, "dist", "child.qcow2.zst")); err != nil {
+		t.Fatal(err)
+	}
+	te.write("files/motd", "changed\n")
+	p := te.plan(te.load())
+	for _, id := range []string{"base/provision/three", "child/boot", "child/provision/extra", "child/cleanup", "child/export/qcow2"} {
+		if p.Step(id).Action != ActionRun {
+			t.Errorf("%s: %s, want run", id, p.Step(id).Action)
+		}
+	}
+	if p.Step("child/seed").Action != ActionCached {
+		t.Errorf("child/seed: %s", p.Step("child/seed").Action)
+	}
+	if r := reasonsOf(p, "child/boot"); !strings.Contains(r, `it builds on image "base", which will run`) {
+		t.Errorf("child/boot reasons %q", r)
+	}
+}
+
+// A failed step keeps what its inputs produced; the next apply resumes after the last committed layer.
+func TestFailedStepResumes(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	te.guest.failAt = "base/provision/two"
+	res, rec, err := te.apply(te.load())
+	if err == nil || !strings.Contains(err.Error(), "failed on purpose") {
+		t.Fatalf("apply error %v", err)
+	}
+	if rec.finished["base/provision/two"] != StatusFailed || rec.finished["base/provision/three"] != StatusSkipped ||
+		rec.finished["base/export/raw"] != StatusSkipped || rec.finished["base/provision/one"] != StatusDone {
+		t.Fatalf("statuses %v", rec.finished)
+	}
+	if res.Failed != 1 {
+		t.Errorf("failed %d", res.Failed)
+	}
+	if _, err := os.Stat(filepath.Join(te.dir, "dist", "base-1.raw")); !os.IsNotExist(err) {
+		t.Errorf("an output exists after a failed build: %v", err)
+	}
+	p := te.plan(te.load())
+	if p.Step("base/provision/one").Action != ActionCached || p.Step("base/provision/two").Action != ActionRun {
+		t.Fatalf("plan after failure %v", actions(p))
+	}
+	te.guest.failAt = ""
+	mustApply(t, te, te.load())
+	last := te.guest.sessions[len(te.guest.sessions)-1]
+	if last[0] != "base/provision/two" {
+		t.Errorf("resumed at %s", last[0])
+	}
+}
+
+// Ctrl-C: a cancelled apply stops, keeps finished steps and reports the cancellation.
+func TestApplyCancelled(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := newRecorder()
+	h := &cancelOn{recorder: rec, id: "base/provision/one", cancel: cancel}
+	_, err := te.engine(h).Apply(ctx, te.load())
+	if err == nil {
+		t.Fatal("no error after cancel")
+	}
+	if rec.finished["base/provision/one"] != StatusDone || rec.finished["base/export/raw"] == StatusDone {
+		t.Errorf("statuses %v", rec.finished)
+	}
+	if p := te.plan(te.load()); p.Step("base/provision/one").Action != ActionCached {
+		t.Errorf("finished step not kept: %v", actions(p))
+	}
+}
+
+// cancelOn cancels the apply when a step finishes.
+type cancelOn struct {
+	*recorder
+	id     string
+	cancel func()
+}
+
+func (c *cancelOn) StepFinished(s *StepPlan, st StepStatus, d time.Duration, err error) {
+	c.recorder.StepFinished(s, st, d, err)
+	if s.ID == c.id {
+		c.cancel()
+	}
+}
