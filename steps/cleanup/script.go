@@ -1,0 +1,95 @@
+// Package cleanup renders the last commands of a build: what makes the image generic (no instance identity,
+// no host keys, no build user, trimmed free space) and the power-off.
+package cleanup
+
+import (
+	"fmt"
+	"strings"
+
+	"gitlab.com/imgform/imgform/config"
+)
+
+// Options are the cleanup settings of an image plus what only the engine knows.
+type Options struct {
+	config.Cleanup
+	// BuildUser is the account imgform logged in with; it is always removed.
+	BuildUser string
+	// Networkd is set when the image has network units: what cloud-init wrote for ifupdown on the build boot
+	// must go, or both would manage the interface.
+	Networkd bool
+}
+
+// Script returns the shell script that cleans the guest, run as root. It ends with a sync; the power-off
+// is separate (PowerOff) because it drops the connection. Every command tolerates what is already absent,
+// so a cleanup that is resumed or run on an image without, say, D-Bus does not fail.
+//
+// The order matters: trim and log work first; the SSH host keys and the build user last, because once the
+// host keys are gone sshd refuses new connections (field notes), and this session is the last one.
+func Script(o Options) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("set -eu")
+	w("export DEBIAN_FRONTEND=noninteractive")
+	if o.Networkd {
+		w("# networkd owns the interfaces; drop what cloud-init wrote for ifupdown on the build boot")
+		w("rm -f /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml")
+	}
+	if o.Resolved {
+		w("# DNS through systemd-resolved's stub resolver")
+		w("ln -sfn /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf")
+	}
+	if o.AptLists {
+		w("apt-get clean")
+		w("rm -rf /var/lib/apt/lists/*")
+	}
+	if o.CloudInit {
+		w("# the image's first boot must be a first boot for cloud-init")
+		w("cloud-init clean --logs --seed")
+	}
+	if o.Logs {
+		w("# empty logs; journald would recreate its folder at shutdown unless it lets go of /var first")
+		w("journalctl --rotate >/dev/null 2>&1 || true")
+		w("journalctl --relinquish-var >/dev/null 2>&1 || true")
+		w("rm -rf /var/log/journal/*")
+		w("find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete")
+		w("find /var/log -type f -exec truncate -s 0 {} +")
+	}
+	if o.MachineID {
+		w("# a new machine-id per instance; D-Bus links to it on Debian")
+		w("truncate -s 0 /etc/machine-id")
+		w("if [ -e /var/lib/dbus/machine-id ] || [ -L /var/lib/dbus/machine-id ]; then ln -sfn /etc/machine-id /var/lib/dbus/machine-id; fi")
+		w("rm -f /var/lib/systemd/random-seed")
+	}
+	u := shellQuote(o.BuildUser)
+	w("# the build user and every trace of its key")
+	w("sed -i '/^%s[[:space:]]/d' /etc/sudoers.d/90-cloud-init-users 2>/dev/null || true", sedEscape(o.BuildUser))
+	w("rm -f /etc/sudoers.d/%s", u)
+	w("pkill -KILL -u %s >/dev/null 2>&1 || true", u)
+	w("userdel --force --remove %s >/dev/null 2>&1 || true", u)
+	w("rm -rf /home/%s", u)
+	w("if id %s >/dev/null 2>&1; then echo 'imgform: the build user is still there' >&2; exit 1; fi", u)
+	if o.SSHHostKeys {
+		w("# regenerated per instance by cloud-init")
+		w("rm -f /etc/ssh/ssh_host_*")
+	}
+	w("sync")
+	if o.Trim {
+		w("# discard free blocks so the export stays small; a second sync after fstrim")
+		w("fstrim --all --verbose || fstrim --verbose / || true")
+		w("sync")
+	}
+	return b.String()
+}
+
+// PowerOff is run after Script in the same session: it returns before the guest is off, and the
+// connection may drop (exit status 255) or end cleanly.
+const PowerOff = "systemctl poweroff --no-block || poweroff"
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func sedEscape(s string) string {
+	r := strings.NewReplacer(`/`, `\/`, `.`, `\.`, `*`, `\*`, `[`, `\[`, `]`, `\]`, `^`, `\^`, `$`, `\$`, `'`, `'\''`)
+	return r.Replace(s)
+}
