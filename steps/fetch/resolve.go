@@ -1,0 +1,106 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	getter "github.com/hashicorp/go-getter"
+)
+
+// maxSumsSize bounds what is read as a sums file, so that a checksum pointing at the image itself by
+// mistake fails fast instead of downloading gigabytes during a plan.
+const maxSumsSize = 64 << 20
+
+// ResolveChecksum turns req.Checksum into a concrete checksum for req.URL. An empty Checksum gives the zero
+// Checksum (none declared); "type:value" is parsed; "file:<url or path>" downloads only that sums file
+// (never the image), reads it in GNU or BSD style and picks the line for the image's file name. The planner
+// calls this to compute keys; passing the result's String() as a later Request.Checksum spares Fetch a
+// second download of the sums file.
+func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, error) {
+	spec := strings.TrimSpace(req.Checksum)
+	if spec == "" {
+		return Checksum{}, nil
+	}
+	typ, sumsRef, typed := strings.Cut(spec, ":")
+	if !typed || !strings.EqualFold(typ, "file") {
+		return ParseChecksum(spec)
+	}
+	img, err := parseSource(req.URL, req.BaseDir)
+	if err != nil {
+		return Checksum{}, err
+	}
+	sums, err := parseSource(sumsRef, req.BaseDir)
+	if err != nil {
+		return Checksum{}, fmt.Errorf("checksum file: %w", err)
+	}
+	data, err := readSums(ctx, sums, req.BaseDir)
+	if err != nil {
+		return Checksum{}, err
+	}
+	entries, err := parseSums(sums.display, data)
+	if err != nil {
+		return Checksum{}, err
+	}
+	return matchSums(sums.display, img.name, img.relativeTo(sums), entries)
+}
+
+// readSums returns the content of a sums file: read in place when local, else downloaded through go-getter
+// into a temp folder that is removed afterwards (the file is small and, for "latest" URLs, changes, so it
+// is not cached).
+func readSums(ctx context.Context, sums source, baseDir string) (data []byte, err error) {
+	if sums.local != "" {
+		return readLimited(sums.local, sums.display)
+	}
+	dir, err := os.MkdirTemp("", "imgform-sums-")
+	if err != nil {
+		return nil, fmt.Errorf("checksum file %s: %w", sums.display, err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	dst := filepath.Join(dir, "sums")
+	client := &getter.Client{
+		Ctx:           ctx,
+		Src:           sums.getterSrc,
+		Dst:           dst,
+		Pwd:           baseDir,
+		Mode:          getter.ClientModeFile,
+		Getters:       newGetters(maxSumsSize + 1),
+		Decompressors: noDecompressors,
+	}
+	if err := client.Get(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("download checksum file %s: %w", sums.display, ctx.Err())
+		}
+		// With MaxBytes reached go-getter stops short of the Content-Length and says only "short write".
+		if errors.Is(err, io.ErrShortWrite) {
+			return nil, fmt.Errorf("checksum file %s is larger than %d MiB: is it really a sums file?", sums.display, maxSumsSize>>20)
+		}
+		return nil, fmt.Errorf("download checksum file %s: %w", sums.display, err)
+	}
+	return readLimited(dst, sums.display)
+}
+
+// readLimited reads a sums file of at most maxSumsSize bytes.
+func readLimited(path, display string) (data []byte, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("checksum file: %w", err)
+	}
+	defer closeErr(f, &err)
+	data, err = io.ReadAll(io.LimitReader(f, maxSumsSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("checksum file %s: %w", display, err)
+	}
+	if len(data) > maxSumsSize {
+		return nil, fmt.Errorf("checksum file %s is larger than %d MiB: is it really a sums file?", display, maxSumsSize>>20)
+	}
+	return data, nil
+}
