@@ -1,0 +1,105 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+)
+
+// maxSocketPath is the longest path a unix socket address can hold on Linux (108 bytes with the NUL).
+const maxSocketPath = 107
+
+// DiskID is the QEMU drive id of the VM's disk; QMP commands name the disk by it.
+const DiskID = "disk0"
+
+// paths are the files of a VM's state folder, as absolute paths.
+type paths struct {
+	serial, qmp, pid, vars string
+}
+
+func statePaths(o Options) (paths, error) {
+	dir, err := absPath(o.StateDir)
+	if err != nil {
+		return paths{}, err
+	}
+	p := paths{
+		serial: filepath.Join(dir, SerialLogName),
+		qmp:    filepath.Join(dir, QMPSocketName),
+		pid:    filepath.Join(dir, PIDFileName),
+		vars:   filepath.Join(dir, OVMFVarsName),
+	}
+	if o.QMPSocket != "" {
+		if p.qmp, err = absPath(o.QMPSocket); err != nil {
+			return paths{}, err
+		}
+	}
+	if len(p.qmp) > maxSocketPath {
+		return paths{}, fmt.Errorf("qemu: QMP socket path %s is longer than %d bytes", p.qmp, maxSocketPath)
+	}
+	return p, nil
+}
+
+// Command returns the full QEMU command line (argv[0] is the binary) for o. It creates no file; o.SSHPort
+// must be set (Start picks one when it is 0).
+func Command(o Options) ([]string, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if o.SSHPort == 0 {
+		return nil, fmt.Errorf("qemu: options: no SSH port")
+	}
+	p, err := statePaths(o)
+	if err != nil {
+		return nil, err
+	}
+	disk, err := absPath(o.Disk)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{o.Binary,
+		"-name", "imgform",
+		"-machine", o.Machine,
+		"-accel", o.Accelerator,
+		"-cpu", o.CPU,
+		"-smp", strconv.Itoa(o.CPUs),
+		"-m", strconv.FormatInt(o.Memory>>20, 10) + "M",
+		// No default devices (VGA, IDE CD-ROM, floppy, default NIC, monitor on stdio) and no host config
+		// file: the VM has exactly the hardware below, the same on every machine.
+		"-nodefaults", "-no-user-config",
+		// -display none, not -nographic: -nographic would also put the serial port and the monitor on
+		// stdio, but the serial port goes to a file and the monitor is QMP.
+		"-display", "none",
+		// A guest reboot ends QEMU instead: a build never reboots on purpose, and poweroff must end the run.
+		"-no-reboot",
+		"-chardev", "file,id=serial0,path=" + escapeOpt(p.serial),
+		"-serial", "chardev:serial0",
+		"-qmp", "unix:" + escapeOpt(p.qmp) + ",server=on,wait=off",
+		"-pidfile", p.pid,
+	}
+	if o.Firmware == FirmwareUEFI {
+		code, err := absPath(o.OVMFCode)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escapeOpt(code),
+			"-drive", "if=pflash,format=raw,unit=1,file="+escapeOpt(p.vars))
+	}
+	args = append(args,
+		// discard=unmap passes the guest's TRIM down so freed blocks leave the layer; detect-zeroes=unmap
+		// turns written zeros into holes. Both keep layers and exports small.
+		"-drive", "file="+escapeOpt(disk)+",if=none,id="+DiskID+",format="+o.DiskFormat+
+			",discard=unmap,detect-zeroes=unmap,cache="+o.DiskCache,
+		"-device", "virtio-blk-pci,drive="+DiskID+",bootindex=0")
+	args = append(args, o.ExtraDrives...)
+	args = append(args,
+		// User-mode network: no privileges, no bridge. Only 127.0.0.1 is forwarded, never all interfaces:
+		// the build key is the only lock on the guest while it builds.
+		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", o.SSHPort),
+		"-device", "virtio-net-pci,netdev=net0",
+		// Entropy from the host: without it ssh-keygen and the kernel's random pool wait long under TCG.
+		"-device", "virtio-rng-pci")
+	args = append(args, o.ExtraArgs...)
+	return args, nil
+}

@@ -1,0 +1,17 @@
+//go:build linux
+
+package qemu
+
+import "syscall"
+
+// sysProcAttr puts QEMU in a process group of its own, so that a terminal's Ctrl-C reaches only imgform
+// (which then stops QEMU in order) and the whole group can be killed at once, and asks the kernel to
+// SIGKILL QEMU when its parent dies, even by kill -9, which no cleanup code survives.
+//
+// Pdeathsig has a catch in Go: the kernel sends it when the *thread* that forked the child exits, not the
+// process. The Go runtime ends a thread when a goroutine that locked it exits without unlocking, so a fork
+// from an arbitrary goroutine could lose QEMU at a random later moment. startProcess therefore forks from a
+// goroutine locked to its thread that keeps the lock until QEMU has exited.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}

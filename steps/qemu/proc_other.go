@@ -1,0 +1,11 @@
+//go:build !linux
+
+package qemu
+
+import "syscall"
+
+// sysProcAttr puts QEMU in a process group of its own (see proc_linux.go; there is no Pdeathsig here, so a
+// QEMU can outlive an imgform killed with kill -9).
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

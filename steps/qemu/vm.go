@@ -1,0 +1,330 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// startAttempts bounds the retries when the SSH port Start picked was taken by someone else in between.
+const startAttempts = 5
+
+// qmpReadyTimeout bounds how long QEMU may take to set up its devices and answer on QMP. This does not
+// include the guest's boot, which has not started yet; a few seconds are normal.
+const qmpReadyTimeout = 60 * time.Second
+
+// hostfwdError is what QEMU says when the forwarded port is taken.
+const hostfwdError = "Could not set up host forwarding rule"
+
+// VM is a running QEMU.
+type VM struct {
+	opts   Options
+	paths  paths
+	port   int
+	proc   *process
+	qmp    *QMP
+	stderr *tailBuffer
+	stop   func() bool // stops the context watcher
+	tmpDir string      // short folder for the QMP socket, removed on exit
+
+	eventsDone chan struct{}
+	mu         sync.Mutex
+	shutdown   *ShutdownEvent
+	events     []Event
+	active     string // the disk image the VM writes to now
+}
+
+// Start boots a VM. It returns once QEMU has set up its devices and answers on QMP, long before the guest
+// has booted. QEMU runs in its own process group and never outlives imgform: when ctx ends or Kill is
+// called the group gets SIGKILL, and on Linux the kernel kills QEMU when imgform dies (see sysProcAttr).
+// For UEFI the variable store template is copied into the state folder.
+func Start(ctx context.Context, o Options) (*VM, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if !fileExists(o.Disk) {
+		return nil, fmt.Errorf("qemu: disk %s does not exist", o.Disk)
+	}
+	vm := &VM{opts: o, eventsDone: make(chan struct{})}
+	if vm.active, err = absPath(o.Disk); err != nil {
+		return nil, err
+	}
+	if err := vm.prepareState(); err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		err = vm.start(ctx)
+		if err == nil {
+			break
+		}
+		if o.SSHPort != 0 || attempt == startAttempts || !strings.Contains(vm.stderr.String(), hostfwdError) {
+			return nil, errors.Join(err, vm.removeTmp())
+		}
+	}
+	go vm.watchEvents()
+	vm.stop = context.AfterFunc(ctx, vm.Kill)
+	go func() {
+		<-vm.proc.exited
+		vm.stop()
+		// QEMU closed its end; these only release ours and cannot lose anything worth reporting.
+		_ = vm.qmp.Close()
+		_ = vm.removeTmp()
+	}()
+	return vm, nil
+}
+
+// prepareState checks the state folder, clears files of an earlier run and copies the UEFI variables.
+func (vm *VM) prepareState() error {
+	fi, err := os.Stat(vm.opts.StateDir)
+	if err != nil {
+		return fmt.Errorf("qemu: state folder: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("qemu: state folder %s is not a folder", vm.opts.StateDir)
+	}
+	p, err := statePaths(vm.opts)
+	if err != nil && vm.opts.QMPSocket == "" {
+		// The state folder's path is too long for a unix socket: use a short folder of its own.
+		if vm.tmpDir, err = os.MkdirTemp("", "imgform-qmp-"); err != nil {
+			return fmt.Errorf("qemu: %w", err)
+		}
+		vm.opts.QMPSocket = filepath.Join(vm.tmpDir, QMPSocketName)
+		p, err = statePaths(vm.opts)
+	}
+	if err != nil {
+		return err
+	}
+	vm.paths = p
+	for _, f := range []string{p.qmp, p.pid} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("qemu: remove stale %w", err)
+		}
+	}
+	if vm.opts.Firmware == FirmwareUEFI {
+		if !fileExists(vm.opts.OVMFCode) {
+			return fmt.Errorf("qemu: UEFI firmware %s not found (Debian: apt-get install ovmf)", vm.opts.OVMFCode)
+		}
+		if err := copyFile(vm.opts.OVMFVars, p.vars); err != nil {
+			return fmt.Errorf("qemu: UEFI variables (Debian: apt-get install ovmf): %w", err)
+		}
+	}
+	return nil
+}
+
+// start runs QEMU once and waits until it answers on QMP.
+func (vm *VM) start(ctx context.Context) error {
+	o := vm.opts
+	vm.port = o.SSHPort
+	if vm.port == 0 {
+		var err error
+		if vm.port, err = freePort(); err != nil {
+			return err
+		}
+		o.SSHPort = vm.port
+	}
+	argv, err := Command(o)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = vm.opts.StateDir
+	vm.stderr = newTailBuffer(64 * 1024)
+	cmd.Stdout, cmd.Stderr = vm.stderr, vm.stderr
+	if vm.proc, err = startProcess(cmd); err != nil {
+		return fmt.Errorf("qemu: start %s: %w", argv[0], err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, qmpReadyTimeout)
+	defer cancel()
+	if vm.qmp, err = vm.connectQMP(rctx); err != nil {
+		vm.proc.kill()
+		<-vm.proc.exited
+		return fmt.Errorf("qemu: %w%s", err, vm.stderrSuffix())
+	}
+	return nil
+}
+
+// connectQMP waits for the QMP socket, connects and negotiates, or reports that QEMU exited first. QEMU
+// answers on QMP only from its main loop, after it has opened the disks and set up the network forward.
+func (vm *VM) connectQMP(ctx context.Context) (*QMP, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		q, err := DialQMP(ctx, vm.paths.qmp)
+		if err == nil {
+			return q, nil
+		}
+		select {
+		case <-vm.proc.exited:
+			_, werr := vm.proc.result()
+			return nil, fmt.Errorf("QEMU exited at start (%v)", werr)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no QMP answer on %s: %w (last error: %v)", vm.paths.qmp, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// watchEvents records the events QEMU sends until the QMP connection ends.
+func (vm *VM) watchEvents() {
+	defer close(vm.eventsDone)
+	for ev := range vm.qmp.Events() {
+		vm.mu.Lock()
+		vm.events = append(vm.events, ev)
+		if s, ok := ev.Shutdown(); ok {
+			vm.shutdown = &s
+		}
+		vm.mu.Unlock()
+	}
+}
+
+// Kill ends QEMU and its process group with SIGKILL at once. It is safe to call more than once and after
+// QEMU has exited.
+func (vm *VM) Kill() { vm.proc.kill() }
+
+// Exited is closed when QEMU has exited.
+func (vm *VM) Exited() <-chan struct{} { return vm.proc.exited }
+
+// Wait waits for QEMU to exit. It returns nil when QEMU exited with status 0 (the guest powered off), and
+// otherwise an error with the end of QEMU's standard error.
+func (vm *VM) Wait() error {
+	<-vm.proc.exited
+	<-vm.eventsDone
+	killed, err := vm.proc.result()
+	switch {
+	case killed:
+		return fmt.Errorf("qemu: killed%s", vm.stderrSuffix())
+	case err != nil:
+		return fmt.Errorf("qemu: %w%s", err, vm.stderrSuffix())
+	}
+	return nil
+}
+
+// ShutdownEvent returns the SHUTDOWN event QEMU sent, if any. Once QEMU has exited and Wait has returned it
+// is final.
+func (vm *VM) ShutdownEvent() (ShutdownEvent, bool) {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.shutdown == nil {
+		return ShutdownEvent{}, false
+	}
+	return *vm.shutdown, true
+}
+
+// Events returns the QMP events seen so far.
+func (vm *VM) Events() []Event {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return append([]Event(nil), vm.events...)
+}
+
+// QMP returns the VM's QMP client for commands this package has no method for. Do not close it.
+func (vm *VM) QMP() *QMP { return vm.qmp }
+
+// PID returns QEMU's process id, which is also its process group id.
+func (vm *VM) PID() int { return vm.proc.pid }
+
+// SSHPort returns the port on 127.0.0.1 that reaches the guest's SSH server.
+func (vm *VM) SSHPort() int { return vm.port }
+
+// SSHAddr returns "127.0.0.1:port" for SSHPort.
+func (vm *VM) SSHAddr() string { return net.JoinHostPort("127.0.0.1", fmt.Sprint(vm.port)) }
+
+// SerialLog returns the path of the file that receives the guest's serial console.
+func (vm *VM) SerialLog() string { return vm.paths.serial }
+
+// PIDFile returns the path of the pid file QEMU writes.
+func (vm *VM) PIDFile() string { return vm.paths.pid }
+
+// Stderr returns what QEMU wrote to its standard output and error (the last 64 KiB).
+func (vm *VM) Stderr() string { return vm.stderr.String() }
+
+// ActiveDisk returns the image the VM writes to now: Options.Disk, or the overlay of the last Snapshot.
+func (vm *VM) ActiveDisk() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.active
+}
+
+func (vm *VM) stderrSuffix() string {
+	s := strings.TrimSpace(vm.stderr.String())
+	if s == "" {
+		return ""
+	}
+	return "\nQEMU said:\n" + s
+}
+
+func (vm *VM) removeTmp() error {
+	if vm.tmpDir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(vm.tmpDir); err != nil {
+		return fmt.Errorf("qemu: %w", err)
+	}
+	return nil
+}
+
+// freePort asks the kernel for a free port on 127.0.0.1. Someone else may take it before QEMU binds it;
+// Start then retries with another.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("qemu: find a free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("qemu: find a free port: %w", err)
+	}
+	return port, nil
+}
+
+// copyFile copies src to dst (mode 0600), replacing dst.
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, in.Close()) }()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		return errors.Join(err, out.Close())
+	}
+	return out.Close()
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   bytes.Buffer
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b.Write(p)
+	if over := t.b.Len() - t.max; over > 0 {
+		t.b.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.b.String()
+}
