@@ -1,0 +1,151 @@
+package export
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const (
+	sumA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	sumB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	sumC = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+	// SHA-256 of "hello\n".
+	sumHello = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+)
+
+func TestWriteSumEntries(t *testing.T) {
+	cases := map[string]struct {
+		existing string // "" for no file
+		entries  []SumEntry
+		want     string
+		wantErr  string
+	}{
+		"new file": {
+			entries: []SumEntry{{"b.raw.zst", sumB}, {"a.qcow2.zst", sumA}},
+			want:    sumA + "  a.qcow2.zst\n" + sumB + "  b.raw.zst\n",
+		},
+		"merge keeps other files": {
+			existing: sumC + "  c.img\n" + sumA + "  a.qcow2.zst\n",
+			entries:  []SumEntry{{"b.raw.zst", sumB}},
+			want:     sumA + "  a.qcow2.zst\n" + sumB + "  b.raw.zst\n" + sumC + "  c.img\n",
+		},
+		"update replaces the old sum": {
+			existing: sumA + "  a.qcow2.zst\n" + sumC + "  c.img\n",
+			entries:  []SumEntry{{"a.qcow2.zst", strings.ToUpper(sumB)}},
+			want:     sumB + "  a.qcow2.zst\n" + sumC + "  c.img\n",
+		},
+		"binary marker and blank lines are read": {
+			existing: "\n" + sumC + " *c.img\n\n",
+			entries:  []SumEntry{{"a", sumA}},
+			want:     sumA + "  a\n" + sumC + "  c.img\n",
+		},
+		"malformed line is an error": {
+			existing: sumC + "  c.img\nSHA256 (x) = " + sumA + "\n",
+			entries:  []SumEntry{{"a", sumA}},
+			wantErr:  "line 2 is not a GNU-style SHA-256 line",
+		},
+		"name with a slash": {
+			entries: []SumEntry{{"sub/a", sumA}},
+			wantErr: "must be a plain name",
+		},
+		"bad digest": {
+			entries: []SumEntry{{"a", "1234"}},
+			wantErr: "is not a hex SHA-256",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, SumsFile)
+			if tc.existing != "" {
+				if err := os.WriteFile(path, []byte(tc.existing), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := WriteSumEntries(dir, tc.entries)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one mentioning %q", err, tc.wantErr)
+				}
+				if got, _ := os.ReadFile(path); string(got) != tc.existing {
+					t.Errorf("the file changed after an error: %q", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+			if names := listDir(t, dir); len(names) != 1 {
+				t.Errorf("files left: %v", names)
+			}
+		})
+	}
+}
+
+// TestWriteSums hashes real files, checks the result with sha256sum when it is installed, and checks
+// that concurrent writers lose no line.
+func TestWriteSums(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"one.raw.zst", "two.qcow2", "three.qcow2.zst", "four.raw", "five.img", "six.img"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("hello\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	for i, n := range names {
+		wg.Go(func() {
+			f := n
+			if i%2 == 0 {
+				f = filepath.Join(dir, n) // a path into dir works as well as a name
+			}
+			errs <- WriteSums(dir, []string{f})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(dir, SumsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(got), "\n"), "\n")
+	if len(lines) != len(names) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(names), got)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, sumHello+"  ") {
+			t.Errorf("line %q", l)
+		}
+	}
+	if haveTool("sha256sum") {
+		cmd := exec.Command("sha256sum", "-c", "--quiet", SumsFile)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("sha256sum -c: %v\n%s", err, out)
+		}
+	}
+	if err := WriteSums(dir, []string{filepath.Join(t.TempDir(), "elsewhere")}); err == nil || !strings.Contains(err.Error(), "is not in") {
+		t.Errorf("a file outside the folder gives %v", err)
+	}
+	if err := WriteSums(dir, []string{"missing"}); err == nil {
+		t.Error("a missing file gives no error")
+	}
+}
