@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -43,7 +45,13 @@ func CreateOverlay(ctx context.Context, path, backing, backingFormat string, siz
 	if size == 0 {
 		return nil
 	}
-	return Resize(ctx, path, size)
+	if err := Resize(ctx, path, size); err != nil {
+		if rerr := os.Remove(path); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	return nil
 }
 
 // Resize grows the virtual size of the image at path to size bytes. It never shrinks: a size below the

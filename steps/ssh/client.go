@@ -103,9 +103,9 @@ type session struct {
 	stderr io.Writer
 }
 
-// exec runs s on conn. It returns the exit code, or a *ConnLostError when the connection broke, or the
-// context's error after the command was killed.
-func exec(ctx context.Context, conn *ssh.Client, s session) (int, error) {
+// execSession runs s on conn. It returns the exit code, or a *ConnLostError when the connection broke, or
+// the context's error after the command was killed.
+func execSession(ctx context.Context, conn *ssh.Client, s session) (int, error) {
 	sess, err := conn.NewSession()
 	if err != nil {
 		return -1, &ConnLostError{Err: err}

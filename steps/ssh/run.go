@@ -72,7 +72,7 @@ func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (int, err
 		if err != nil {
 			return -1, err
 		}
-		code, err := exec(ctx, conn, session{cmd: line, stdout: out.stdout, stderr: out.stderr})
+		code, err := execSession(ctx, conn, session{cmd: line, stdout: out.stdout, stderr: out.stderr})
 		if ferr := out.flush(); ferr != nil && err == nil {
 			return code, fmt.Errorf("ssh: write output: %w", ferr)
 		}

@@ -115,7 +115,7 @@ func (c *Client) stream(ctx context.Context, cmd string, content io.Reader, stdo
 		if err != nil {
 			return -1, err
 		}
-		code, err := exec(ctx, conn, session{cmd: cmd, stdin: content, stdout: stdout, stderr: stderr})
+		code, err := execSession(ctx, conn, session{cmd: cmd, stdin: content, stdout: stdout, stderr: stderr})
 		if err == nil || ctx.Err() != nil || !isConnLost(err) {
 			return code, err
 		}
