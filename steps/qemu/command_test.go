@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"gitlab.com/imgform/imgform/config"
 )
 
 func TestCommand(t *testing.T) {
@@ -134,4 +136,19 @@ func inOrder(got, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+func TestMachineOptions(t *testing.T) {
+	m := config.Machine{Type: "pc-q35-7.2", Memory: 2 * config.GiB, CPUs: 3, CPU: "Haswell", Accelerator: "auto", Firmware: "uefi"}
+	o := MachineOptions(m, AccelKVM)
+	o.Disk, o.StateDir, o.SSHPort = "/d.qcow2", "/s", 2200
+	got, err := Command(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"-machine", "pc-q35-7.2", "-accel", "kvm", "-cpu", "Haswell", "-smp", "3", "-m", "2048M",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"}
+	if !inOrder(got, want) {
+		t.Errorf("argv %q lacks %q", got, want)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"gitlab.com/imgform/imgform/config"
 )
 
 // Accelerators and firmware kinds Options understands.
@@ -170,4 +172,18 @@ func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// MachineOptions returns the Options for the virtual hardware of a configuration's machine block. accel
+// is the resolved accelerator ("kvm" or "tcg", see ResolveAccelerator). The caller adds the disk, the seed
+// and the state folder.
+func MachineOptions(m config.Machine, accel string) Options {
+	return Options{
+		Machine:     m.Type,
+		Memory:      int64(m.Memory),
+		CPUs:        m.CPUs,
+		CPU:         m.CPU,
+		Accelerator: accel,
+		Firmware:    m.Firmware,
+	}
 }

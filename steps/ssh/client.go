@@ -172,3 +172,10 @@ func isConnLost(err error) bool {
 	return errors.As(err, &lost) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, net.ErrClosed)
 }
+
+// mayHaveRun reports whether the command behind a lost connection may have started; only a
+// *ConnLostError can say it did not.
+func mayHaveRun(err error) bool {
+	var lost *ConnLostError
+	return !errors.As(err, &lost) || lost.Started
+}

@@ -10,14 +10,15 @@ import (
 
 // CloudInitError says cloud-init finished with an error, or did not run at all.
 type CloudInitError struct {
-	Status  string // "error", "disabled", ...
-	Long    string // the output of cloud-init status --long
-	LogTail string // the last lines of /var/log/cloud-init-output.log and cloud-init's warnings
+	Status   string // "error", "disabled", ...
+	ExitCode int    // of cloud-init status --wait
+	Long     string // the output of cloud-init status --long
+	LogTail  string // the last lines of /var/log/cloud-init-output.log and cloud-init's warnings
 }
 
 func (e *CloudInitError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "cloud-init finished with status %q", e.Status)
+	fmt.Fprintf(&b, "cloud-init finished with status %q (cloud-init status --wait exited %d)", e.Status, e.ExitCode)
 	if s := strings.TrimSpace(e.Long); s != "" {
 		fmt.Fprintf(&b, "\ncloud-init status --long:\n%s", s)
 	}
@@ -73,7 +74,7 @@ func WaitCloudInit(ctx context.Context, client *Client) (string, error) {
 		status = "done with exit code " + fmt.Sprint(code)
 	}
 	logs, _, lerr := client.Output(ctx, cloudInitLogs, RunOptions{Idempotent: true})
-	e := &CloudInitError{Status: status, Long: string(long), LogTail: string(logs)}
+	e := &CloudInitError{Status: status, ExitCode: code, Long: string(long), LogTail: string(logs)}
 	if lerr != nil {
 		e.LogTail = fmt.Sprintf("(could not read the logs: %v)", lerr)
 	}

@@ -80,8 +80,7 @@ func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (int, err
 			return code, err
 		}
 		c.drop(conn)
-		lost := err.(*ConnLostError)
-		if lost.Started && !opts.Idempotent {
+		if mayHaveRun(err) && !opts.Idempotent {
 			return -1, fmt.Errorf("%w; not run again because it may have had effects (RunOptions.Idempotent)", err)
 		}
 		if attempt >= maxReconnects {

@@ -120,7 +120,7 @@ func (c *Client) stream(ctx context.Context, cmd string, content io.Reader, stdo
 			return code, err
 		}
 		c.drop(conn)
-		if lost := err.(*ConnLostError); lost.Started || attempt >= maxReconnects {
+		if mayHaveRun(err) || attempt >= maxReconnects {
 			return -1, err
 		}
 	}
