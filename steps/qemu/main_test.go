@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	}
 	flag.Parse()
 	shared.ready = make(chan struct{})
-	shared.ctx, shared.cancel = context.WithTimeout(context.Background(), guestBudget)
+	shared.ctx, shared.cancel = context.WithTimeout(context.Background(), qemutest.Budget(guestBudget))
 	if wantGuest() {
 		go bootShared()
 	}

@@ -94,11 +94,12 @@ func DialQMP(ctx context.Context, path string) (*QMP, error) {
 		done: make(chan struct{})}
 	r := bufio.NewReaderSize(conn, 64*1024)
 	// The greeting comes first, before any reply: read it here, then hand the stream to the reader.
+	// Closing the socket is how ctx interrupts the read; the read's error then tells what happened.
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	greeting, err := readMessage(r)
 	stop()
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("qmp: greeting: %w", err), ctxErr(ctx), closeConn(conn))
+		return nil, errors.Join(fmt.Errorf("qmp: greeting: %w", err), ctx.Err(), closeConn(conn))
 	}
 	if greeting.QMP == nil {
 		return nil, errors.Join(fmt.Errorf("qmp: expected a greeting, got %s", greeting.raw), closeConn(conn))
@@ -280,5 +281,3 @@ func closeConn(c net.Conn) error {
 	}
 	return nil
 }
-
-func ctxErr(ctx context.Context) error { return ctx.Err() }

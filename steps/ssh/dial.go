@@ -153,7 +153,8 @@ func (c *Client) dialOnce(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The handshake has no context: close the socket when the attempt's context ends, which unblocks it.
+	// The handshake has no context: close the socket when the attempt's context ends, which unblocks it
+	// and makes it fail with the reason.
 	stop := context.AfterFunc(actx, func() { _ = tcp.Close() })
 	sc, chans, reqs, err := ssh.NewClientConn(tcp, c.addr, c.config)
 	if err != nil {

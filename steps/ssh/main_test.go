@@ -14,20 +14,22 @@ import (
 	"gitlab.com/imgform/imgform/steps/qemu/qemutest"
 )
 
-// Two guests serve all guest tests of this package, booted in parallel by TestMain because a TCG boot
-// costs minutes: "good" finishes cloud-init cleanly, "bad" has a runcmd that fails.
+// One guest serves all guest tests of this package, booted by TestMain before the other tests run because
+// a TCG boot costs minutes. Its runcmd fails only once /etc/imgform-test-fail exists, so the first boot
+// finishes cleanly and TestCloudInitError, which runs last, can make cloud-init's final stage fail for real.
 var (
 	guestCtx    context.Context
 	guestCancel context.CancelFunc
-	good        = &fixture{name: "good"}
-	bad         = &fixture{name: "bad", cloudConfig: "runcmd:\n  - [sh, -c, 'echo imgform-runcmd-marker; exit 3']\n"}
+	shared      = &fixture{cloudConfig: "runcmd:\n  - [sh, -c, 'if [ -e " + failFlag + " ]; then echo imgform-runcmd-marker; exit 3; fi']\n"}
 )
 
-// guestBudget bounds everything the guest tests do; the VMs die with it.
+// failFlag makes the guest's runcmd fail.
+const failFlag = "/etc/imgform-test-fail"
+
+// guestBudget bounds everything the guest tests do; the VM dies with it.
 const guestBudget = 15 * time.Minute
 
 type fixture struct {
-	name        string
 	cloudConfig string
 	once        sync.Once
 	ready       chan struct{}
@@ -39,46 +41,40 @@ type fixture struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	guestCtx, guestCancel = context.WithTimeout(context.Background(), guestBudget)
-	for _, f := range []*fixture{good, bad} {
-		f.ready = make(chan struct{})
-		if wants(f) {
-			go f.boot()
-		}
+	guestCtx, guestCancel = context.WithTimeout(context.Background(), qemutest.Budget(guestBudget))
+	shared.ready = make(chan struct{})
+	if wantGuest() {
+		go shared.boot()
 	}
 	code := m.Run()
 	guestCancel()
-	for _, f := range []*fixture{good, bad} {
-		f.guest.Close()
-		if f.dir != "" {
-			if err := os.RemoveAll(f.dir); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-			}
+	shared.guest.Close()
+	if shared.dir != "" {
+		if err := os.RemoveAll(shared.dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
 	}
 	os.Exit(code)
 }
 
-// wants reports whether this run includes a test that needs the fixture, so that "-run TestRun" boots
-// nothing.
-func wants(f *fixture) bool {
+// wantGuest reports whether this run includes a guest test, so that "-run TestRun" boots nothing.
+func wantGuest() bool {
 	if testing.Short() {
 		return false
 	}
-	test := map[string]string{"good": "TestGuest", "bad": "TestCloudInitError"}[f.name]
 	run := flag.Lookup("test.run").Value.String()
 	if run == "" {
 		return true
 	}
 	re, err := regexp.Compile(strings.Split(run, "/")[0])
-	return err == nil && re.MatchString(test)
+	return err == nil && (re.MatchString("TestGuest") || re.MatchString("TestCloudInitError"))
 }
 
 func (f *fixture) boot() {
 	f.once.Do(func() {
 		defer close(f.ready)
 		f.start = time.Now()
-		if f.dir, f.err = os.MkdirTemp("", "imgform-ssh-"+f.name+"-"); f.err != nil {
+		if f.dir, f.err = os.MkdirTemp("", "imgform-ssh-guest-"); f.err != nil {
 			return
 		}
 		f.guest, f.err = qemutest.Boot(guestCtx, qemutest.Options{Dir: f.dir, CloudConfig: f.cloudConfig})
@@ -94,7 +90,7 @@ func (f *fixture) get(t *testing.T) *qemutest.Guest {
 	go f.boot()
 	<-f.ready
 	if f.err != nil {
-		t.Fatalf("boot the %s test guest: %v", f.name, f.err)
+		t.Fatalf("boot the test guest: %v", f.err)
 	}
 	return f.guest
 }

@@ -61,6 +61,9 @@ func commandLine(cmd string, opts RunOptions) (string, error) {
 // is unknown: the context ended (the command was killed), the connection broke where a retry was not safe,
 // or the client could not reconnect. A connection that fails before the command starts is re-dialed and
 // the command sent again, up to a few times.
+//
+// The script travels on the command line, where Linux limits one argument to 128 KiB: upload a longer
+// script first and run the file.
 func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (int, error) {
 	line, err := commandLine(cmd, opts)
 	if err != nil {

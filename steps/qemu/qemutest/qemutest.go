@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,7 +119,9 @@ func Boot(ctx context.Context, o Options) (*Guest, error) {
 			}
 		}
 		g.Disk = filepath.Join(o.Dir, "disk.qcow2")
-		if err := qemu.CreateOverlay(ctx, g.Disk, img, "qcow2", 4<<30); err != nil {
+		// The image's own size: growing it would make the guest run growpart and resize2fs, which cost
+		// seconds under TCG and prove nothing here.
+		if err := qemu.CreateOverlay(ctx, g.Disk, img, "qcow2", 0); err != nil {
 			return nil, err
 		}
 	}
@@ -227,4 +230,23 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Budget returns how long guest tests may take: want, but at most the test binary's -timeout less a
+// minute, so that a slow host ends with the tests' own errors (with the serial console) and their cleanup
+// rather than with the panic of the test timeout. Call it after flag.Parse.
+func Budget(want time.Duration) time.Duration {
+	f := flag.Lookup("test.timeout")
+	if f == nil {
+		return want
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return want
+	}
+	timeout, ok := g.Get().(time.Duration)
+	if !ok || timeout <= 0 {
+		return want
+	}
+	return max(min(want, timeout-time.Minute), timeout/2)
 }
