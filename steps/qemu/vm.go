@@ -58,7 +58,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		return nil, err
 	}
 	if err := vm.prepareState(); err != nil {
-		return nil, err
+		return nil, errors.Join(err, vm.removeTmp())
 	}
 	for attempt := 1; ; attempt++ {
 		err = vm.start(ctx)
@@ -122,6 +122,7 @@ func (vm *VM) prepareState() error {
 // start runs QEMU once and waits until it answers on QMP.
 func (vm *VM) start(ctx context.Context) error {
 	o := vm.opts
+	vm.stderr = newTailBuffer(64 * 1024)
 	vm.port = o.SSHPort
 	if vm.port == 0 {
 		var err error
@@ -136,7 +137,6 @@ func (vm *VM) start(ctx context.Context) error {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = vm.opts.StateDir
-	vm.stderr = newTailBuffer(64 * 1024)
 	cmd.Stdout, cmd.Stderr = vm.stderr, vm.stderr
 	if vm.proc, err = startProcess(cmd); err != nil {
 		return fmt.Errorf("qemu: start %s: %w", argv[0], err)
