@@ -9,6 +9,7 @@ import (
 
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
+	"gitlab.com/imgform/imgform/steps/export"
 )
 
 // Result is what an apply did.
@@ -82,6 +83,9 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	}
 	a.mu.Unlock()
 	res.Outputs = a.outputs()
+	if err := a.writeManifests(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := e.saveRecord(cfg, p, a); err != nil {
 		errs = append(errs, fmt.Errorf("saving the record of this apply: %w", err))
 	}
@@ -116,6 +120,7 @@ type applier struct {
 type stepResult struct {
 	status StepStatus
 	output *state.OutputRecord
+	export *export.Result
 }
 
 func (a *applier) start(sp *StepPlan) {

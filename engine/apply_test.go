@@ -46,6 +46,14 @@ func TestApplyIncremental(t *testing.T) {
 		t.Fatalf("outputs %+v", res.Outputs)
 	}
 
+	sums, err := os.ReadFile(filepath.Join(te.dir, "dist", "SHA256SUMS"))
+	if err != nil || string(sums) != res.Outputs[0].SHA256+"  base-1.raw\n" {
+		t.Errorf("SHA256SUMS %q, %v", sums, err)
+	}
+	manifest, err := os.ReadFile(filepath.Join(te.dir, "dist", "base.manifest.json"))
+	if err != nil || !strings.Contains(string(manifest), res.Outputs[0].SHA256) || !strings.Contains(string(manifest), `"base/provision/two"`) {
+		t.Errorf("manifest %s, %v", manifest, err)
+	}
 	if p := te.plan(te.load()); p.ToRun != 0 || p.Cached != 8 {
 		t.Fatalf("plan after apply: %v", actions(p))
 	}

@@ -35,7 +35,7 @@ func helperApply(dir, storeDir string) int {
 		return 1
 	}
 	rec := newRecorder()
-	e := &Engine{Store: st, Guest: &layerGuest{}, Exporter: realExporter{}, Hooks: rec}
+	e := &Engine{Store: st, Guest: &layerGuest{}, Hooks: rec}
 	res, err := e.Apply(context.Background(), cfg)
 	if err != nil {
 		fmt.Println("error:", err)

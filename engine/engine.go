@@ -21,8 +21,6 @@ type Engine struct {
 	Hooks Hooks
 	// Guest runs the steps that need the build VM (boot, provisioners, cleanup). Plan works without it.
 	Guest GuestRunner
-	// Exporter writes output files. Plan works without it.
-	Exporter Exporter
 	// Parallelism bounds the steps that run at once; 0 means 2.
 	Parallelism int
 	// DebugKeys logs every input hashed into each key (IMGFORM_DEBUG_KEYS=1).

@@ -19,7 +19,6 @@ import (
 
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
-	"gitlab.com/imgform/imgform/steps/export"
 )
 
 // The engine tests run real cheap steps: a source served over loopback HTTP through go-getter (or a local
@@ -151,18 +150,6 @@ func run(ctx context.Context, dir, name string, args ...string) error {
 	return nil
 }
 
-// realExporter adapts steps/export, as the command line does.
-type realExporter struct{}
-
-func (realExporter) Export(ctx context.Context, job ExportJob) (ExportResult, error) {
-	r, err := export.Export(ctx, export.Request{Source: job.Source.Path, Format: job.Output.Format,
-		Compression: job.Output.Compression, Level: job.Output.Level, Dest: job.Dest, Progress: job.Progress})
-	if err != nil {
-		return ExportResult{}, err
-	}
-	return ExportResult{Size: r.Size, SHA256: r.SHA256, VirtualSize: r.VirtualSize}, nil
-}
-
 // recorder keeps the events an apply reported.
 type recorder struct {
 	NoHooks
@@ -243,7 +230,7 @@ func (te *testEnv) load(vars ...config.VarArg) *config.Config {
 }
 
 func (te *testEnv) engine(h Hooks) *Engine {
-	return &Engine{Store: te.store, Guest: te.guest, Exporter: realExporter{}, Hooks: h, Parallelism: 2}
+	return &Engine{Store: te.store, Guest: te.guest, Hooks: h, Parallelism: 2}
 }
 
 func (te *testEnv) plan(cfg *config.Config) *Plan {

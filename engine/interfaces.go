@@ -57,24 +57,3 @@ const (
 	SourceFile   = "disk"
 	SeedFile     = "seed.iso"
 )
-
-// Exporter writes one output file from the image's final layer.
-type Exporter interface {
-	Export(ctx context.Context, job ExportJob) (ExportResult, error)
-}
-
-// ExportJob is one output to write.
-type ExportJob struct {
-	Source Disk // the cleanup layer (a qcow2 with a backing chain)
-	Output *config.Output
-	// Dest is the absolute output path; it must be written atomically.
-	Dest     string
-	Progress func(phase string, done, total int64)
-}
-
-// ExportResult describes the written file.
-type ExportResult struct {
-	Size        int64
-	SHA256      string
-	VirtualSize int64
-}

@@ -6,15 +6,13 @@ import (
 	"os"
 
 	"gitlab.com/imgform/imgform/state"
+	"gitlab.com/imgform/imgform/steps/export"
 )
 
 // runExport writes one output from the image's final layer. The exporter writes atomically, so a failed or
 // cancelled export leaves the previous file (or none), never a partial one.
 func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 	s := sp.step
-	if a.e.Exporter == nil {
-		return fmt.Errorf("this imgform has no exporter")
-	}
 	lock, err := a.e.Store.LockKey(ctx, s.Key, a.lockOptions(fmt.Sprintf("export %s of image %s", s.Name, s.Image.Name)))
 	if err != nil {
 		return err
@@ -33,8 +31,10 @@ func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 	if err := os.MkdirAll(dirOf(dest), 0o755); err != nil {
 		return err
 	}
-	res, err := a.e.Exporter.Export(ctx, ExportJob{
-		Source: Disk{Path: obj.Path(LayerFile), Format: "qcow2"}, Output: s.Output, Dest: dest,
+	o := s.Output
+	compression := o.Compression
+	res, err := export.Export(ctx, export.Request{
+		Source: obj.Path(LayerFile), Format: o.Format, Compression: compression, Level: o.Level, Dest: dest,
 		Progress: func(phase string, done, total int64) { a.e.hooks().StepProgress(sp, phase, done, total) },
 	})
 	if err != nil {
@@ -50,6 +50,7 @@ func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 		r = &stepResult{}
 		a.results[s] = r
 	}
+	r.export = &res
 	r.output = &state.OutputRecord{Name: s.Name, Path: s.Output.Path, SHA256: res.SHA256, Size: fi.Size(), ModTime: fi.ModTime(), Key: s.Key}
 	a.mu.Unlock()
 	return a.e.Store.Touch(s.Parent.Key)

@@ -28,7 +28,6 @@ func newEngine(hooks engine.Hooks) (*engine.Engine, error) {
 		Store:       st,
 		Hooks:       hooks,
 		Guest:       guestRunner(hooks),
-		Exporter:    exporter(),
 		DebugKeys:   engine.DebugKeysFromEnv(),
 		ToolVersion: version(),
 	}, nil

@@ -10,9 +10,6 @@ import (
 // guestRunner returns the VM runner for boot, provision and cleanup steps.
 func guestRunner(engine.Hooks) engine.GuestRunner { return nil }
 
-// exporter returns the step that writes output files.
-func exporter() engine.Exporter { return nil }
-
 func newJSONEncoder(w any) *json.Encoder {
 	return json.NewEncoder(w.(io.Writer))
 }
