@@ -105,11 +105,23 @@ func (g *layerGuest) Run(ctx context.Context, job *GuestJob) error {
 	if _, err := os.Stat(job.Seed); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	hostKeys := job.HostKeys
+	if job.Steps[0].Kind == KindBoot {
+		if hostKeys != nil {
+			return fmt.Errorf("host keys handed to a first boot")
+		}
+		hostKeys = []byte("ssh-ed25519 AAAAhostkey-of-" + job.Steps[0].ID + "\n")
+	} else if len(hostKeys) == 0 {
+		return fmt.Errorf("no host keys handed over for a resumed build")
+	}
 	prev := job.Base
 	for i, sp := range job.Steps {
 		job.Started(sp)
 		w, err := job.Begin(sp)
 		if err != nil {
+			return err
+		}
+		if err := w.WriteFile(HostKeysFile, hostKeys, 0o644); err != nil {
 			return err
 		}
 		layer := filepath.Join(w.Dir(), LayerFile)

@@ -33,6 +33,13 @@ type GuestJob struct {
 	// BuildKey is the private key (OpenSSH PEM) authorized in Base's chain for BuildUser.
 	BuildKey  []byte
 	BuildUser string
+	// HostKeys are the guest's SSH host keys recorded with Base's layer (nil when the first step is boot:
+	// cloud-init prints the new keys on the console then). Write them as HostKeysFile into every layer.
+	HostKeys []byte
+	// WorkDir is an empty folder on the store's file system for the VM's state and the layers while the
+	// VM runs; a layer file moved from here into a Begin folder is a rename, not a copy. It is removed
+	// after Run.
+	WorkDir string
 	// Steps are the disk steps to run, in order; the first one's parent is Base.
 	Steps []*StepPlan
 	// Begin opens the store folder for a step's layer: write the layer as LayerFile into w.Dir() with its
@@ -46,6 +53,8 @@ type GuestJob struct {
 	Started  func(step *StepPlan)
 	Output   func(step *StepPlan, line string)
 	Progress func(step *StepPlan, phase string, done, total int64)
+	// Message reports a warning, such as the fall back from KVM to TCG.
+	Message func(text string)
 	// Redact removes sensitive values from any text before it is logged.
 	Redact func(string) string
 }
@@ -56,4 +65,5 @@ const (
 	BuildKeyFile = "build_key"
 	SourceFile   = "disk"
 	SeedFile     = "seed.iso"
+	HostKeysFile = "host_keys"
 )

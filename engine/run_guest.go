@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"gitlab.com/imgform/imgform/state"
 )
@@ -83,7 +84,25 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 		return fmt.Errorf("the build key of image %q: %w", img.Name, err)
 	}
 
+	var hostKeys []byte
+	if first.Kind != KindBoot {
+		if hostKeys, err = os.ReadFile(baseObj.Path(HostKeysFile)); err != nil {
+			return fmt.Errorf("the cached layer %s has no recorded host keys to pin (%w); remove it with imgform cache verify -remove or gc and apply again", first.Parent.ID, err)
+		}
+	}
+	workRoot := filepath.Join(a.e.Store.Dir(), "work")
+	if err := os.MkdirAll(workRoot, 0o755); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(workRoot, "vm-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(work)) }()
+
 	job := &GuestJob{
+		HostKeys: hostKeys, WorkDir: work,
+		Message: func(text string) { a.e.hooks().Message(LevelWarn, text) },
 		Image: img, ConfigDir: a.cfg.Dir, Base: base, Seed: seedObj.Path(SeedFile),
 		BuildKey: buildKey, BuildUser: BuildUserName, Steps: steps, Redact: a.cfg.Redact,
 		Begin: func(sp *StepPlan) (*state.Writer, error) {
