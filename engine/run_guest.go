@@ -103,7 +103,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 	job := &GuestJob{
 		HostKeys: hostKeys, WorkDir: work,
 		Message: func(text string) { a.e.hooks().Message(LevelWarn, text) },
-		Image: img, ConfigDir: a.cfg.Dir, Base: base, Seed: seedObj.Path(SeedFile),
+		Image:   img, ConfigDir: a.cfg.Dir, Base: base, Seed: seedObj.Path(SeedFile),
 		BuildKey: buildKey, BuildUser: BuildUserName, Steps: steps, Redact: a.cfg.Redact,
 		Begin: func(sp *StepPlan) (*state.Writer, error) {
 			w, err := a.e.Store.Begin(sp.step.Key, state.Info{
