@@ -5,7 +5,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build deps test unit fuzz lint demo clean
+.PHONY: all build deps test unit fuzz e2e lint demo clean
 
 all: build
 
@@ -21,14 +21,19 @@ lint:
 	$(GO) run ./cmd/imgform fmt -check -recursive examples
 	$(GO) run ./cmd/imgform validate -quiet examples/*/
 
+# Unit and guest tests of each package (the steps/qemu and steps/ssh guest tests boot real TCG guests).
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /e2e)
+
+# Builds the example for real against the test image and boots the result (about 30 minutes under TCG).
+e2e:
+	$(GO) test -count=1 -timeout 80m -v ./e2e 2>&1 | tail -n 200
 
 # A short fuzz run of each parser; longer runs: make fuzz FUZZTIME=10m.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
 
-test: deps lint unit fuzz
+test: deps lint unit fuzz e2e
 
 # Builds the example image. This machine cannot download the official Debian image, so the source is a
 # Debian 12 cloud-style image built from Debian packages (cached outside the repository).

@@ -59,11 +59,15 @@ func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 		defer cancel()
 		err = errors.Join(err, s.commitLayers(cctx))
 	}()
+	// The first step starts with the boot: for a user, booting is part of it.
+	job.Started(job.Steps[0])
 	if err := s.start(ctx, r.resolve); err != nil {
 		return err
 	}
 	for i, sp := range job.Steps {
-		job.Started(sp)
+		if i > 0 {
+			job.Started(sp)
+		}
 		if err := s.runStep(ctx, sp); err != nil {
 			return fmt.Errorf("%s: %w", sp.Label, err)
 		}

@@ -1,0 +1,48 @@
+package e2e
+
+import (
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"gitlab.com/imgform/imgform/engine"
+)
+
+// recorder logs what the engine reports into the test log and keeps the statuses.
+type recorder struct {
+	engine.NoHooks
+	t        *testing.T
+	mu       sync.Mutex
+	finished map[string]engine.StepStatus
+}
+
+func newRecorder(t *testing.T) *recorder {
+	return &recorder{t: t, finished: map[string]engine.StepStatus{}}
+}
+
+func (r *recorder) StepStarted(s *engine.StepPlan) { r.t.Logf("%s: running", s.ID) }
+
+func (r *recorder) StepOutput(s *engine.StepPlan, line string) { r.t.Logf("%s: %s", s.ID, line) }
+
+func (r *recorder) StepFinished(s *engine.StepPlan, st engine.StepStatus, d time.Duration, err error) {
+	r.t.Logf("%s: %s in %s %v", s.ID, st, d.Round(time.Second), err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.finished[s.ID] = st
+}
+
+func (r *recorder) Message(l engine.Level, text string) { r.t.Logf("%s: %s", l, text) }
+
+func (r *recorder) ran() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for id, st := range r.finished {
+		if st == engine.StatusDone {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
