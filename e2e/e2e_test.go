@@ -277,4 +277,3 @@ func shortActions(p *engine.Plan) string {
 	}
 	return strings.Join(parts, " ")
 }
-
