@@ -2,18 +2,14 @@ package engine
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"regexp"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
-
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
 	"gitlab.com/imgform/imgform/steps/seed"
+	"gitlab.com/imgform/imgform/steps/ssh"
 )
 
 // BuildKeyPubFile holds the public half of the build key next to the seed.
@@ -26,10 +22,11 @@ func (a *applier) runSeed(ctx context.Context, sp *StepPlan) error {
 	_, _, err := a.e.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: string(KindSeed), Image: s.Image.Name, Step: s.ID},
 		a.lockOptions(fmt.Sprintf("seed of image %s", s.Image.Name)),
 		func(ctx context.Context, w *state.Writer) error {
-			priv, pub, err := newBuildKey()
+			key, err := ssh.GenerateKey()
 			if err != nil {
 				return err
 			}
+			priv, pub := key.PrivatePEM(), key.AuthorizedKey()
 			ud, err := s.Image.RenderUserData(&config.BuildUser{Name: BuildUserName, AuthorizedKey: pub})
 			if err != nil {
 				return err
@@ -68,22 +65,4 @@ func hostname(image string) string {
 		h = "imgform"
 	}
 	return h
-}
-
-// newBuildKey makes the ephemeral ed25519 key the build logs in with.
-func newBuildKey() (privPEM []byte, authorized string, err error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, "", err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "imgform-build")
-	if err != nil {
-		return nil, "", err
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return nil, "", err
-	}
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " imgform-build"
-	return pem.EncodeToMemory(block), line, nil
 }
