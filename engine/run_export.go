@@ -32,9 +32,8 @@ func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 		return err
 	}
 	o := s.Output
-	compression := o.Compression
 	res, err := export.Export(ctx, export.Request{
-		Source: obj.Path(LayerFile), Format: o.Format, Compression: compression, Level: o.Level, Dest: dest,
+		Source: obj.Path(LayerFile), Format: o.Format, Compression: o.Compression, Level: o.Level, Dest: dest,
 		Progress: func(phase string, done, total int64) { a.e.hooks().StepProgress(sp, phase, done, total) },
 	})
 	if err != nil {
