@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func planConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	disk := make([]byte, 1<<20)
+	disk[510], disk[511] = 0x55, 0xAA
+	if err := os.WriteFile(filepath.Join(dir, "disk.raw"), disk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "main.imgform.hcl"), `variable "secret" {
+  default   = "s3cr3t-value"
+  sensitive = true
+}
+
+image "base" {
+  source {
+    path = "disk.raw"
+  }
+  provision "one" {
+    inline      = ["echo hi"]
+    environment = { TOKEN = var.secret }
+  }
+  output "raw" {
+    format = "raw"
+    path   = "dist/base.raw"
+  }
+}
+`)
+	return dir
+}
+
+func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
+	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
+	dir := planConfig(t)
+	code, stdout, stderr := imgform(t, "", "plan", "-detailed-exitcode", dir)
+	if code != 2 || !strings.Contains(stdout, `+ provision "one"`) || !strings.Contains(stdout, "Plan: 6 to run, 0 cached.") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = imgform(t, "", "plan", "-json", dir)
+	var p struct {
+		FormatVersion int `json:"format_version"`
+		ToRun         int `json:"to_run"`
+		Images        []struct {
+			Steps []struct {
+				ID, Action string
+				Reasons    []string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v\n%s", code, err, stdout)
+	}
+	if p.FormatVersion != 1 || p.ToRun != 6 || p.Images[0].Steps[3].ID != "base/provision/one" {
+		t.Errorf("plan %+v", p)
+	}
+	if strings.Contains(stdout, "s3cr3t-value") {
+		t.Error("the plan shows a sensitive value")
+	}
+	if code, _, stderr := imgform(t, "", "plan", "-detailed-exitcode", filepath.Join(dir, "missing")); code != 1 {
+		t.Errorf("error case: exit %d %s", code, stderr)
+	}
+}
+
+func TestCacheCommands(t *testing.T) {
+	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
+	if code, stdout, stderr := imgform(t, "", "cache", "ls"); code != 0 || !strings.Contains(stdout, "0 object(s)") {
+		t.Errorf("ls: exit %d %s %s", code, stdout, stderr)
+	}
+	if code, stdout, _ := imgform(t, "", "cache", "verify"); code != 0 || !strings.Contains(stdout, "checked 0 object(s): 0 bad") {
+		t.Errorf("verify: exit %d %s", code, stdout)
+	}
+	if code, _, stderr := imgform(t, "", "cache", "gc"); code != 1 || !strings.Contains(stderr, "-older-than or -max-size") {
+		t.Errorf("gc without limits: exit %d %s", code, stderr)
+	}
+	if code, stdout, _ := imgform(t, "", "cache", "gc", "-max-size", "1GiB", "-dry-run"); code != 0 || !strings.Contains(stdout, "would remove 0 object(s)") {
+		t.Errorf("gc: exit %d %s", code, stdout)
+	}
+}
