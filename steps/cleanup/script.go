@@ -61,10 +61,12 @@ func Script(o Options) string {
 		w("rm -f /var/lib/systemd/random-seed")
 	}
 	u := shellQuote(o.BuildUser)
+	// The user's processes are left alone: one of them is the sshd session running this script, and
+	// killing it would drop the connection (seen on a real guest). userdel --force removes a logged-in
+	// user; the processes end with the power-off.
 	w("# the build user and every trace of its key")
 	w("sed -i '/^%s[[:space:]]/d' /etc/sudoers.d/90-cloud-init-users 2>/dev/null || true", sedEscape(o.BuildUser))
 	w("rm -f /etc/sudoers.d/%s", u)
-	w("pkill -KILL -u %s >/dev/null 2>&1 || true", u)
 	w("userdel --force --remove %s >/dev/null 2>&1 || true", u)
 	w("rm -rf /home/%s", u)
 	w("if id %s >/dev/null 2>&1; then echo 'imgform: the build user is still there' >&2; exit 1; fi", u)
