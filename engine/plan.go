@@ -241,7 +241,7 @@ func (p *planned) reasons(cfg *config.Config, s *Step) []string {
 		if p.record == nil {
 			return append(out, "first apply of this configuration")
 		}
-		return append(out, "new step since the last apply")
+		return append(out, "the last apply did not build this step (it is new, or it failed or was not reached)")
 	}
 	for _, c := range state.CompareInputs(sr.Inputs, inputDigests(s.Inputs)) {
 		out = append(out, p.explain(s, c))
