@@ -115,6 +115,17 @@ type applier struct {
 	mu      sync.Mutex
 	results map[*Step]*stepResult
 	started map[*StepPlan]time.Time
+	ended   map[*StepPlan]time.Time
+}
+
+// done notes when a step's work ended, for steps that are recorded later than that.
+func (a *applier) done(sp *StepPlan) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ended == nil {
+		a.ended = map[*StepPlan]time.Time{}
+	}
+	a.ended[sp] = a.e.now()
 }
 
 type stepResult struct {
@@ -137,7 +148,11 @@ func (a *applier) finish(sp *StepPlan, status StepStatus, _ time.Duration, err e
 	a.mu.Lock()
 	elapsed := time.Duration(0)
 	if t, ok := a.started[sp]; ok {
-		elapsed = a.e.now().Sub(t)
+		end, ok := a.ended[sp]
+		if !ok {
+			end = a.e.now()
+		}
+		elapsed = end.Sub(t)
 	}
 	r := a.results[sp.step]
 	if r == nil {

@@ -49,6 +49,9 @@ type GuestJob struct {
 	// Commit publishes a step's layer and returns where it now is; the layer must not change afterwards
 	// (it may stay open read-only as the backing file of the next layer).
 	Commit func(step *StepPlan, w *state.Writer) (Disk, error)
+	// Done says a step's work in the guest is over; its layer is committed later (after QEMU has exited),
+	// and the step's time is measured up to here.
+	Done func(step *StepPlan)
 	// Started, Output and Progress report to the user.
 	Started  func(step *StepPlan)
 	Output   func(step *StepPlan, line string)

@@ -127,6 +127,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 			return Disk{Path: obj.Path(LayerFile), Format: "qcow2"}, nil
 		},
 		Started: a.start,
+		Done:    a.done,
 		Output: func(sp *StepPlan, line string) {
 			a.e.hooks().StepOutput(sp, a.cfg.Redact(line))
 		},

@@ -71,6 +71,9 @@ func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 		if err := s.runStep(ctx, sp); err != nil {
 			return fmt.Errorf("%s: %w", sp.Label, err)
 		}
+		if job.Done != nil {
+			job.Done(sp)
+		}
 		if i == len(job.Steps)-1 {
 			return s.finish(ctx, sp)
 		}
