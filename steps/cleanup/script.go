@@ -19,8 +19,9 @@ type Options struct {
 	Networkd bool
 }
 
-// Script returns the shell script that cleans the guest, run as root. It ends with a sync; the power-off
-// is separate (PowerOff) because it drops the connection. Every command tolerates what is already absent,
+// Script returns the shell script that cleans the guest, run as root. It ends with a sync and schedules the
+// power-off a few seconds later (PowerOff), so the script's exit status still reaches imgform: the build
+// user is gone by then, so a later "sudo poweroff" in a new command could no longer run. Every command tolerates what is already absent,
 // so a cleanup that is resumed or run on an image without, say, D-Bus does not fail.
 //
 // The order matters: trim and log work first; the SSH host keys and the build user last, because once the
@@ -80,12 +81,12 @@ func Script(o Options) string {
 		w("fstrim --all --verbose || fstrim --verbose / || true")
 		w("sync")
 	}
+	w(PowerOff)
 	return b.String()
 }
 
-// PowerOff is run after Script in the same session: it returns before the guest is off, and the
-// connection may drop (exit status 255) or end cleanly.
-const PowerOff = "systemctl poweroff --no-block || poweroff"
+// PowerOff schedules the power-off outside this session, which ends normally first.
+const PowerOff = "systemd-run --quiet --on-active=3 --timer-property=AccuracySec=100ms /bin/systemctl poweroff"
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

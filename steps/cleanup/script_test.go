@@ -20,7 +20,7 @@ func TestScriptFollowsOptions(t *testing.T) {
 	}{
 		"everything": {opts: all, want: []string{"cloud-init clean --logs --seed", "truncate -s 0 /etc/machine-id",
 			"rm -f /etc/ssh/ssh_host_*", "stub-resolv.conf", "journalctl --relinquish-var", "rm -rf /var/lib/apt/lists/*",
-			"fstrim", "userdel --force --remove 'imgform-build'", "50-cloud-init"}},
+			"fstrim", "userdel --force --remove 'imgform-build'", "50-cloud-init", PowerOff}},
 		"only what is always done": {opts: none, want: []string{"userdel --force --remove 'imgform-build'", "sync"},
 			not: []string{"cloud-init clean", "machine-id", "ssh_host_", "resolv.conf", "journalctl", "apt", "fstrim", "50-cloud-init"}},
 	}

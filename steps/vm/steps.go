@@ -102,8 +102,6 @@ func (s *session) cleanup(ctx context.Context, sp *engine.StepPlan) error {
 	if code != 0 {
 		return fmt.Errorf("cleanup exited with status %d; last output:\n%s", code, out.tail())
 	}
-	// The session may drop as the guest goes down: any result is fine, QEMU's exit is what counts.
-	_, _ = s.client.Run(ctx, cleanup.PowerOff, ssh.RunOptions{Sudo: true})
 	return nil
 }
 
