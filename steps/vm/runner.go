@@ -62,7 +62,7 @@ func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 	// The first step starts with the boot: for a user, booting is part of it.
 	job.Started(job.Steps[0])
 	if err := s.start(ctx, r.resolve); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", job.Steps[0].Label, err)
 	}
 	for i, sp := range job.Steps {
 		if i > 0 {
