@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -209,100 +208,6 @@ func (d *decoder) userdata(b *hcl.Block) Userdata {
 	return u
 }
 
-var provisionSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: "inline"}, {Name: "script"}, {Name: "environment"}, {Name: "sudo"}, {Name: "timeout"},
-	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "file"}},
-}
-
-var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-func (d *decoder) provision(b *hcl.Block) *Provisioner {
-	p := &Provisioner{Name: b.Labels[0], Timeout: DefaultProvisionTimout, DeclRange: b.DefRange, VarRefs: d.refs(b)}
-	c := d.content(b.Body, provisionSchema)
-	a := c.Attributes
-	d.strings(a, "inline", &p.Inline)
-	if d.str(a, "script", &p.Script) {
-		d.checkFile(a["script"], p.Script, "Script")
-	}
-	p.Environment = d.stringMap(a, "environment")
-	for k := range p.Environment {
-		if !envNamePattern.MatchString(k) {
-			d.errorf(a["environment"].Expr.Range(), "Invalid environment variable name",
-				"%q is not a valid environment variable name: use letters, digits and underscores, not starting with a digit.", k)
-		}
-	}
-	d.boolean(a, "sudo", &p.Sudo)
-	d.duration(a, "timeout", &p.Timeout)
-	for _, fb := range c.Blocks {
-		p.Uploads = append(p.Uploads, d.upload(fb))
-	}
-	_, hasInline := a["inline"]
-	_, hasScript := a["script"]
-	switch {
-	case hasInline && hasScript:
-		d.errorf(a["script"].NameRange, "Both inline and script",
-			"Provisioner %q has both inline and script. Use two provision blocks, or put the commands into the script.", p.Name)
-	case !hasInline && !hasScript && len(c.Blocks) == 0:
-		d.errorf(b.DefRange, "Empty provisioner",
-			"Provisioner %q does nothing: give inline = [\"command\", ...], script = \"path\" or a file { source, destination } block.", p.Name)
-	}
-	return p
-}
-
-var uploadSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: "source"}, {Name: "content"}, {Name: "destination", Required: true}, {Name: "mode"}, {Name: "owner"},
-	},
-}
-
-var modePattern = regexp.MustCompile(`^0?[0-7]{3,4}$`)
-
-func (d *decoder) upload(b *hcl.Block) *Upload {
-	u := &Upload{DeclRange: b.DefRange}
-	c := d.content(b.Body, uploadSchema)
-	a := c.Attributes
-	hasSource := d.str(a, "source", &u.Source)
-	u.HasContent = d.str(a, "content", &u.Content)
-	d.str(a, "destination", &u.Destination)
-	d.str(a, "owner", &u.Owner)
-	if d.str(a, "mode", &u.Mode) && !modePattern.MatchString(u.Mode) {
-		d.errorf(a["mode"].Expr.Range(), "Invalid file mode", "%q is not an octal file mode; write it like \"0644\" or \"0440\".", u.Mode)
-	}
-	if u.Destination != "" && !strings.HasPrefix(u.Destination, "/") {
-		d.errorf(a["destination"].Expr.Range(), "Relative destination",
-			"The destination %q must be an absolute path in the guest, e.g. \"/etc/motd\".", u.Destination)
-	}
-	_, sourceGiven := a["source"]
-	_, contentGiven := a["content"]
-	switch {
-	case sourceGiven && contentGiven:
-		d.errorf(a["content"].NameRange, "Both source and content", "A file block takes either source (a local file) or content (literal text), not both.")
-	case !sourceGiven && !contentGiven:
-		d.errorf(b.DefRange, "Missing file source", "A file block needs source = \"local/path\" or content = \"text\".")
-	case hasSource:
-		d.checkFile(a["source"], u.Source, "File")
-	}
-	return u
-}
-
-// checkFile reports a local file that a step will read but that is not there.
-func (d *decoder) checkFile(attr *hcl.Attribute, path, what string) {
-	full := path
-	if !filepath.IsAbs(full) {
-		full = filepath.Join(d.dir, path)
-	}
-	st, err := os.Stat(full)
-	switch {
-	case err != nil:
-		d.errorf(attr.Expr.Range(), what+" not found",
-			"No file at %s (paths are relative to the configuration folder %s).", path, d.dir)
-	case st.IsDir():
-		d.errorf(attr.Expr.Range(), what+" is a folder", "%s is a folder; name a file.", path)
-	}
-}
-
 var cleanupSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "cloud_init"}, {Name: "machine_id"}, {Name: "ssh_host_keys"}, {Name: "resolved"},
@@ -368,87 +273,6 @@ func (d *decoder) output(b *hcl.Block) *Output {
 		})
 	}
 	return o
-}
-
-// checkImageGraph reports derived images whose parent does not exist and cycles between derived images.
-func checkImageGraph(cfg *Config) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	names := make([]string, 0, len(cfg.Images))
-	for _, img := range cfg.Images {
-		names = append(names, img.Name)
-	}
-	for _, img := range cfg.Images {
-		parent := img.Source.Image
-		if parent == "" {
-			continue
-		}
-		if cfg.Image(parent) == nil {
-			diags = append(diags, errorAt(img.Source.ImageRange, "Reference to unknown image",
-				"Image %q derives from image.%s, which is not declared.%s", img.Name, parent, suggestName(parent, names)))
-		}
-	}
-	parents := map[string]bool{}
-	for _, img := range cfg.Images {
-		parents[img.Source.Image] = true
-	}
-	for _, img := range cfg.Images {
-		if len(img.Outputs) == 0 && !parents[img.Name] {
-			// Not an error: the result still lands in the cache. But it is most likely a forgotten output.
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagWarning,
-				Summary:  "Image without output",
-				Detail:   fmt.Sprintf("Image %q has no output block and no image derives from it, so apply builds it but writes no file. Add an output \"NAME\" { path = ... } block.", img.Name),
-				Subject:  img.DeclRange.Ptr(),
-			})
-		}
-	}
-	reported := map[string]bool{}
-	for _, img := range cfg.Images {
-		path := []string{img.Name}
-		seen := map[string]bool{img.Name: true}
-		for cur := img; cur != nil && cur.Source.Image != ""; {
-			next := cfg.Image(cur.Source.Image)
-			if next == nil {
-				break
-			}
-			path = append(path, next.Name)
-			if seen[next.Name] {
-				if !reported[next.Name] {
-					for _, n := range path {
-						reported[n] = true
-					}
-					diags = append(diags, errorAt(img.Source.ImageRange, "Cycle between derived images",
-						"These images derive from each other: %s. An image must start from a source that does not depend on it.",
-						strings.Join(path, " -> ")))
-				}
-				break
-			}
-			seen[next.Name] = true
-			cur = next
-		}
-	}
-	return diags
-}
-
-// checkOutputPaths reports two outputs that would write the same file.
-func checkOutputPaths(cfg *Config) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	seen := map[string]*Output{}
-	for _, img := range cfg.Images {
-		for _, o := range img.Outputs {
-			if o.Path == "" {
-				continue
-			}
-			p := filepath.Clean(o.Path)
-			if prev, ok := seen[p]; ok {
-				diags = append(diags, errorAt(o.DeclRange, "Duplicate output path",
-					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, pos(prev.DeclRange)))
-				continue
-			}
-			seen[p] = o
-		}
-	}
-	return diags
 }
 
 // cloudConfig accepts an object (rendered to YAML later) or a YAML string, e.g. file("cloud-config.yaml").
