@@ -88,4 +88,3 @@ func checkOutputPaths(cfg *Config) hcl.Diagnostics {
 	}
 	return diags
 }
-

@@ -102,4 +102,3 @@ func (d *decoder) checkFile(attr *hcl.Attribute, path, what string) {
 		d.errorf(attr.Expr.Range(), what+" is a folder", "%s is a folder; name a file.", path)
 	}
 }
-
