@@ -59,7 +59,7 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	units := a.units()
 	walk(ctx, units, e.parallelism(), func(u *unit, cause error) {
 		for _, sp := range u.steps {
-			a.finish(sp, StatusSkipped, 0, cause)
+			a.finish(sp, StatusSkipped, cause)
 		}
 	})
 	res := &Result{Plan: p.plan}
@@ -144,7 +144,7 @@ func (a *applier) start(sp *StepPlan) {
 	a.e.hooks().StepStarted(sp)
 }
 
-func (a *applier) finish(sp *StepPlan, status StepStatus, _ time.Duration, err error) {
+func (a *applier) finish(sp *StepPlan, status StepStatus, err error) {
 	a.mu.Lock()
 	elapsed := time.Duration(0)
 	if t, ok := a.started[sp]; ok {
@@ -174,11 +174,11 @@ func (a *applier) runStep(sp *StepPlan, fn func(ctx context.Context) error) func
 		err := fn(ctx)
 		switch {
 		case err == nil:
-			a.finish(sp, StatusDone, 0, nil)
+			a.finish(sp, StatusDone, nil)
 		case ctx.Err() != nil:
-			a.finish(sp, StatusCanceled, 0, err)
+			a.finish(sp, StatusCanceled, err)
 		default:
-			a.finish(sp, StatusFailed, 0, err)
+			a.finish(sp, StatusFailed, err)
 		}
 		return err
 	}

@@ -22,12 +22,12 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 			}
 			switch {
 			case ctx.Err() != nil:
-				a.finish(sp, StatusCanceled, 0, ctx.Err())
+				a.finish(sp, StatusCanceled, ctx.Err())
 			case !failedOne && err != nil:
 				failedOne = true
-				a.finish(sp, StatusFailed, 0, err)
+				a.finish(sp, StatusFailed, err)
 			default:
-				a.finish(sp, StatusSkipped, 0, errors.New("not run: an earlier step of the image failed"))
+				a.finish(sp, StatusSkipped, errors.New("not run: an earlier step of the image failed"))
 			}
 		}
 	}()
@@ -51,7 +51,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 			break
 		}
 		a.start(steps[0])
-		a.finish(steps[0], StatusCached, 0, nil)
+		a.finish(steps[0], StatusCached, nil)
 		finished[steps[0]] = true
 		steps = steps[1:]
 	}
@@ -123,7 +123,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 				return Disk{}, err
 			}
 			finished[sp] = true
-			a.finish(sp, StatusDone, 0, nil)
+			a.finish(sp, StatusDone, nil)
 			return Disk{Path: obj.Path(LayerFile), Format: "qcow2"}, nil
 		},
 		Started: a.start,
