@@ -75,6 +75,12 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 	if err != nil || !ok {
 		return fmt.Errorf("the seed of image %q is not in the store: %v", img.Name, err)
 	}
+	// Check what this session builds on before using it: a damaged cache entry must not end up in an image.
+	for _, obj := range []*state.Object{baseObj, seedObj} {
+		if err := a.e.Store.Verify(ctx, obj); err != nil {
+			return fmt.Errorf("a cached result image %q builds on is damaged (%w); run imgform cache verify -remove and apply again", img.Name, err)
+		}
+	}
 	keyFrom := baseObj
 	if first.Kind == KindBoot {
 		keyFrom = seedObj // a new chain: its key is the seed's

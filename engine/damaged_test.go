@@ -1,0 +1,36 @@
+package engine
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// A flipped byte in a cached layer is found before a session builds on it, and never reaches an output.
+func TestDamagedLayerIsNotUsed(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	mustApply(t, te, te.load())
+	p := te.plan(te.load())
+	obj, ok, err := te.store.Lookup(p.Step("base/provision/two").step.Key)
+	if err != nil || !ok {
+		t.Fatalf("lookup: %v %v", ok, err)
+	}
+	path := obj.Path(LayerFile)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	te.write("files/motd", "changed\n") // provision "three" now builds on the damaged layer
+	_, _, err = te.apply(te.load())
+	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "cache verify -remove") {
+		t.Fatalf("apply error %v", err)
+	}
+}
