@@ -1,13 +1,9 @@
 package engine
 
 import (
-	"path/filepath"
-
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
 )
-
-func dirOf(p string) string { return filepath.Dir(p) }
 
 // saveRecord writes what this apply left behind. A step that did not succeed keeps the entry of the apply
 // before, so the next plan still explains its changes against what was last built.

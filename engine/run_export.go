@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"gitlab.com/imgform/imgform/state"
 	"gitlab.com/imgform/imgform/steps/export"
@@ -28,7 +29,7 @@ func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 		return fmt.Errorf("the cached final layer of image %q is damaged (%w); run imgform cache verify -remove and apply again", s.Image.Name, err)
 	}
 	dest := outputPath(a.cfg, s.Output)
-	if err := os.MkdirAll(dirOf(dest), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return err
 	}
 	o := s.Output

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -136,8 +138,8 @@ func applyCommand() *cli.Command {
 	}
 }
 
-func newJSONHooks(w any) *jsonHooks {
-	return &jsonHooks{enc: newJSONEncoder(w), now: time.Now}
+func newJSONHooks(w io.Writer) *jsonHooks {
+	return &jsonHooks{enc: json.NewEncoder(w), now: time.Now}
 }
 
 func printApplySummary(w interface{ Write([]byte) (int, error) }, res *engine.Result, elapsed time.Duration) {
