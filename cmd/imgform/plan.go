@@ -54,11 +54,7 @@ func planCommand() *cli.Command {
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would run, 2 when something would, 1 on error"},
 		),
 		Action: func(c *cli.Context) error {
-			dir, err := configDir(c)
-			if err != nil {
-				return err
-			}
-			cfg, _, err := loadConfig(c, dir, vars)
+			cfg, err := loadDirConfig(c, vars)
 			if err != nil {
 				return err
 			}
@@ -104,11 +100,7 @@ func applyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print progress as JSON event lines"},
 		),
 		Action: func(c *cli.Context) error {
-			dir, err := configDir(c)
-			if err != nil {
-				return err
-			}
-			cfg, _, err := loadConfig(c, dir, vars)
+			cfg, err := loadDirConfig(c, vars)
 			if err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ func validateCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			failed := false
 			for _, dir := range validateDirs(c.Args().Slice()) {
-				cfg, _, err := loadConfig(c, dir, vars)
+				cfg, err := loadConfig(c, dir, vars)
 				var ee exitError
 				if errors.As(err, &ee) {
 					failed = true

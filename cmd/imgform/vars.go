@@ -59,18 +59,27 @@ func configDir(c *cli.Context) (string, error) {
 }
 
 // loadConfig loads a configuration and prints its diagnostics; errors become exit status 1.
-func loadConfig(c *cli.Context, dir string, vars *varArgs) (*config.Config, *config.Loader, error) {
+func loadConfig(c *cli.Context, dir string, vars *varArgs) (*config.Config, error) {
 	loader := config.NewLoader()
 	cfg, diags := loader.Load(dir, config.LoadOptions{Vars: vars.list})
 	if len(diags) > 0 {
 		if err := printDiagnostics(c.App.ErrWriter, loader, diags); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if diags.HasErrors() {
-		return nil, nil, exitError{code: 1}
+		return nil, exitError{code: 1}
 	}
-	return cfg, loader, nil
+	return cfg, nil
+}
+
+// loadDirConfig loads the configuration of the command's folder argument (plan, apply).
+func loadDirConfig(c *cli.Context, vars *varArgs) (*config.Config, error) {
+	dir, err := configDir(c)
+	if err != nil {
+		return nil, err
+	}
+	return loadConfig(c, dir, vars)
 }
 
 func printDiagnostics(w io.Writer, loader *config.Loader, diags hcl.Diagnostics) error {
