@@ -38,6 +38,14 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	}
 	defer func() { _ = lock.Unlock() }()
 
+	// A killed apply leaves its half-written layers and VM work folder behind; clear them before this one
+	// adds its own. What another apply is writing is flocked and stays.
+	if removed, err := e.Store.SweepLeftovers(); err != nil {
+		e.hooks().Message(LevelWarn, fmt.Sprintf("could not remove what an interrupted apply left in the cache: %v", err))
+	} else if len(removed) > 0 {
+		e.hooks().Message(LevelInfo, fmt.Sprintf("removed %d folders an interrupted apply left in the cache", len(removed)))
+	}
+
 	p, err := e.makePlan(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -36,21 +36,20 @@ type GuestJob struct {
 	// HostKeys are the guest's SSH host keys recorded with Base's layer (nil when the first step is boot:
 	// cloud-init prints the new keys on the console then). Write them as HostKeysFile into every layer.
 	HostKeys []byte
-	// WorkDir is an empty folder on the store's file system for the VM's state and the layers while the
-	// VM runs; a layer file moved from here into a Begin folder is a rename, not a copy. It is removed
-	// after Run.
+	// WorkDir is an empty folder for the VM's state (control socket, console log), removed after Run.
 	WorkDir string
 	// Steps are the disk steps to run, in order; the first one's parent is Base.
 	Steps []*StepPlan
-	// Begin opens the store folder for a step's layer: write the layer as LayerFile into w.Dir() with its
-	// backing file given relative to that folder (the folder is renamed into place by Commit, at the same
-	// depth of the store, so a relative path stays right), then call Commit.
+	// Begin opens the store folder for a step's layer, before the step starts: the VM writes the layer as
+	// LayerFile in w.Dir(), with its backing file given relative to that folder (the folder is renamed into
+	// place by Commit, at the same depth of the store, so a relative path stays right). The next layer may
+	// be begun before this one is committed, naming it by its w.FinalPath(LayerFile).
 	Begin func(step *StepPlan) (*state.Writer, error)
-	// Commit publishes a step's layer and returns where it now is; the layer must not change afterwards
-	// (it may stay open read-only as the backing file of the next layer).
+	// Commit publishes a step's layer as soon as the step is over, so that a crash later in the session
+	// keeps it, and returns where it now is. The layer must not change afterwards (it may stay open
+	// read-only as the backing file of the next layer). Abort the writer of a step that did not finish.
 	Commit func(step *StepPlan, w *state.Writer) (Disk, error)
-	// Done says a step's work in the guest is over; its layer is committed later (after QEMU has exited),
-	// and the step's time is measured up to here.
+	// Done says a step's work in the guest is over (its time is measured up to here); Commit follows.
 	Done func(step *StepPlan)
 	// Started, Output and Progress report to the user.
 	Started  func(step *StepPlan)

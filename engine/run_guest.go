@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"gitlab.com/imgform/imgform/state"
 )
@@ -96,34 +95,39 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 			return fmt.Errorf("the cached layer %s has no recorded host keys to pin (%w); remove it with imgform cache verify -remove or gc and apply again", first.Parent.ID, err)
 		}
 	}
-	workRoot := filepath.Join(a.e.Store.Dir(), "work")
-	if err := os.MkdirAll(workRoot, 0o755); err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp(workRoot, "vm-")
+	work, err := a.e.Store.NewWorkDir("vm-")
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, os.RemoveAll(work)) }()
+	defer func() { err = errors.Join(err, work.Remove()) }()
 
+	// Layers begun and not yet committed, by key: the next layer of a running VM is begun before the one
+	// below it is committed (see GuestJob.Begin).
+	open := map[state.Key]*state.Writer{}
 	job := &GuestJob{
-		HostKeys: hostKeys, WorkDir: work,
+		HostKeys: hostKeys, WorkDir: work.Path(),
 		Message: func(text string) { a.e.hooks().Message(LevelWarn, text) },
 		Image:   img, ConfigDir: a.cfg.Dir, Base: base, Seed: seedObj.Path(SeedFile),
 		BuildKey: buildKey, BuildUser: BuildUserName, Steps: steps, Redact: a.cfg.Redact,
 		Begin: func(sp *StepPlan) (*state.Writer, error) {
-			w, err := a.e.Store.Begin(sp.step.Key, state.Info{
-				Kind: string(sp.step.Kind), Image: img.Name, Step: sp.ID, Parent: sp.step.Parent.Key,
-			})
+			info := state.Info{Kind: string(sp.step.Kind), Image: img.Name, Step: sp.ID, Parent: sp.step.Parent.Key}
+			var w *state.Writer
+			if parent := open[info.Parent]; parent != nil {
+				w, err = a.e.Store.BeginAfter(sp.step.Key, info, parent)
+			} else {
+				w, err = a.e.Store.Begin(sp.step.Key, info)
+			}
 			if err != nil {
 				return nil, err
 			}
 			if err := w.WriteFile(BuildKeyFile, buildKey, 0o600); err != nil {
 				return nil, errors.Join(err, w.Abort())
 			}
+			open[sp.step.Key] = w
 			return w, nil
 		},
 		Commit: func(sp *StepPlan, w *state.Writer) (Disk, error) {
+			delete(open, sp.step.Key)
 			obj, err := w.Commit()
 			if err != nil {
 				return Disk{}, err

@@ -130,10 +130,19 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (rep GCReport, err error
 // removeLeftovers removes the temp folders of crashed writes and of interrupted removals. A write in
 // progress keeps its temp folder flocked, so a folder that can be locked belongs to a dead writer.
 func (s *Store) removeLeftovers(ctx context.Context, sc *scan, dryRun bool, rep *GCReport) error {
-	for _, dir := range sc.temps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.removeDead(sc, dryRun, rep)
+}
+
+// removeDead removes the temp folders, trash and work folders nobody holds.
+func (s *Store) removeDead(sc *scan, dryRun bool, rep *GCReport) error {
+	work, err := s.leftoverWorkDirs()
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	for _, dir := range append(slices.Clone(sc.temps), work...) {
 		d, err := tryLockDir(dir, unix.LOCK_EX)
 		if err != nil {
 			return fmt.Errorf("gc: %w", err)

@@ -38,14 +38,34 @@ type Writer struct {
 	parentSum string // SHA256 of the parent when the write began
 	tmp       string
 	lock      *os.File // the temp folder, flocked so gc knows it is alive
+	// parentW is the writer of a parent not yet committed when this write began (see BeginAfter).
+	parentW *Writer
 
 	mu   sync.Mutex
 	done bool
+	// sum is the digest this writer committed; shared says another writer's object was kept instead.
+	sum    string
+	shared bool
 }
 
 // Begin starts writing the object under key. Several writers of one key may run at once (the first commit
 // wins and the others share it); take [Store.LockKey] first to do the work only once.
 func (s *Store) Begin(key Key, info Info) (*Writer, error) {
+	return s.begin(key, info, nil)
+}
+
+// BeginAfter starts writing an object whose parent is still being written by parent: a VM layer cut while
+// the guest runs on, where the next layer must exist before the previous one is committed. Commit then
+// requires that parent committed first, and its own files (not another writer's), since this object was
+// built on exactly those.
+func (s *Store) BeginAfter(key Key, info Info, parent *Writer) (*Writer, error) {
+	if parent == nil || info.Parent != parent.key {
+		return nil, fmt.Errorf("begin %s: the parent writer does not write the parent %s", key.Short(), info.Parent.Short())
+	}
+	return s.begin(key, info, parent)
+}
+
+func (s *Store) begin(key Key, info Info, parentW *Writer) (*Writer, error) {
 	if key.IsZero() {
 		return nil, errors.New("begin: zero key")
 	}
@@ -54,7 +74,7 @@ func (s *Store) Begin(key Key, info Info) (*Writer, error) {
 	}
 	info.Attrs = maps.Clone(info.Attrs)
 	var parentSum string
-	if !info.Parent.IsZero() {
+	if !info.Parent.IsZero() && parentW == nil {
 		// The new object is built on the parent as it is now; remember which content that was.
 		parent, err := s.load(info.Parent)
 		if err != nil {
@@ -80,7 +100,7 @@ func (s *Store) Begin(key Key, info Info) (*Writer, error) {
 			// gc saw the folder unlocked in the instant after MkdirTemp and is removing it.
 			continue
 		}
-		w := &Writer{s: s, key: key, info: info, parentSum: parentSum, tmp: tmp, lock: lock}
+		w := &Writer{s: s, key: key, info: info, parentSum: parentSum, tmp: tmp, lock: lock, parentW: parentW}
 		err = os.Chmod(tmp, 0o755)
 		if err == nil {
 			err = os.Mkdir(filepath.Join(tmp, dataName), 0o755)
@@ -99,6 +119,12 @@ func (w *Writer) Key() Key { return w.key }
 // Dir returns the folder where the step writes the object's files. Only regular files directly in it
 // become part of the object. Relative paths from it to other objects' files stay valid after Commit.
 func (w *Writer) Dir() string { return filepath.Join(w.tmp, dataName) }
+
+// FinalPath returns where the file name will be once the object is committed. A layer written before its
+// parent is committed names its backing file this way (relative to [Writer.Dir]).
+func (w *Writer) FinalPath(name string) string {
+	return filepath.Join(w.s.objectDir(w.key), dataName, name)
+}
 
 // Path returns the path in [Writer.Dir] of the file name, or an error when name cannot name an object file.
 func (w *Writer) Path(name string) (string, error) {
@@ -139,6 +165,13 @@ func (w *Writer) Commit() (obj *Object, err error) {
 		}
 	}()
 
+	if w.parentW != nil {
+		sum, err := w.parentW.committed()
+		if err != nil {
+			return nil, fmt.Errorf("parent %s: %w", w.info.Parent.Short(), err)
+		}
+		w.parentSum = sum
+	}
 	if !w.info.Parent.IsZero() {
 		parent, err := w.s.load(w.info.Parent)
 		if err != nil {
@@ -188,6 +221,7 @@ func (w *Writer) Commit() (obj *Object, err error) {
 		// a parent that has been replaced since.
 		if existing, lerr := w.s.load(w.key); lerr == nil {
 			w.s.logf("state: %s: committed concurrently by another writer; sharing it", w.key.Short())
+			w.shared = true
 			if err := w.cleanup(); err != nil {
 				// Our copy is redundant; gc removes what is left of it.
 				w.s.logf("state: %s: remove redundant temp folder: %v", w.key.Short(), err)
@@ -210,7 +244,21 @@ func (w *Writer) Commit() (obj *Object, err error) {
 	if err := w.lock.Close(); err != nil {
 		w.s.logf("state: %s: release temp folder lock: %v", w.key.Short(), err)
 	}
+	w.sum = m.SHA256
 	return &Object{Meta: m, dir: final}, nil
+}
+
+// committed returns the digest of the files this writer committed.
+func (w *Writer) committed() (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.shared:
+		return "", errors.New("another writer committed it first, so the object differs from the one this was built on")
+	case w.sum == "":
+		return "", errors.New("not committed before its child")
+	}
+	return w.sum, nil
 }
 
 // Abort removes the temp folder and its files. It is a no-op after Commit, so it can be deferred.

@@ -76,28 +76,29 @@ func (vm *VM) Quit(ctx context.Context) error {
 	}
 }
 
-// Snapshot makes the file the VM writes to now a finished, read-only layer: QEMU creates a new qcow2
-// overlay at overlay, backed by the current active image, and sends all further writes there (QMP
-// blockdev-snapshot-sync on the disk, mode absolute-paths). It returns the path of the finished layer.
+// Snapshot makes the file the VM writes to now a finished, read-only layer: QEMU stacks the qcow2 overlay
+// at overlay on the current active image and sends all further writes there (QMP blockdev-snapshot-sync on
+// the disk, mode existing). It returns the path of the finished layer.
 //
 // Sync the guest's file systems first (run "sync" in the guest): the layer holds what the guest had
 // written to the virtual disk at this moment, like a disk after a power cut, which a journaling file system
 // replays on the next boot.
 //
-// What this leaves behind (checked with QEMU 7.2):
-//   - The new overlay's backing field is the old image's name as QEMU opened it. Start passes absolute
-//     paths, so it is absolute. Make it relative once QEMU has exited, with RelativizeBacking (qemu-img
-//     rebase -u -b <relative path> -F qcow2); with QEMU still running the image is locked.
-//   - The new overlay keeps the drive's discard=unmap and cache mode, but not detect-zeroes=unmap: QEMU
-//     opens it with the old node's flags, and detect-zeroes is not a flag. Written zeros are stored as data
-//     in later layers; fstrim in the cleanup still frees blocks.
+// The overlay must exist (create it with CreateOverlayUnchecked): QEMU opens it without its backing file
+// and stacks it on the active image (mode existing), so the backing field stays as written. A caller that
+// moves the finished layer elsewhere therefore writes the layer's future path there, and QEMU, which
+// keeps the layer open, never needs the old one again.
+//
+// The new overlay keeps the drive's discard=unmap and cache mode, but not detect-zeroes=unmap: QEMU opens
+// it with the old node's flags, and detect-zeroes is not a flag. Written zeros are stored as data in later
+// layers; fstrim in the cleanup still frees blocks (checked with QEMU 7.2).
 func (vm *VM) Snapshot(ctx context.Context, overlay string) (string, error) {
 	abs, err := filepath.Abs(overlay)
 	if err != nil {
 		return "", fmt.Errorf("qemu: snapshot: %w", err)
 	}
-	if _, err := os.Lstat(abs); err == nil {
-		return "", fmt.Errorf("qemu: snapshot: %s already exists", abs)
+	if _, err := os.Lstat(abs); err != nil {
+		return "", fmt.Errorf("qemu: snapshot: the overlay must exist: %w", err)
 	}
 	if err := vm.qmp.BlockdevSnapshotSync(ctx, DiskID, abs); err != nil {
 		return "", fmt.Errorf("qemu: snapshot to %s: %w", abs, err)

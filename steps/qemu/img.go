@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -54,6 +53,17 @@ func CreateOverlay(ctx context.Context, path, backing, backingFormat string, siz
 	return nil
 }
 
+// CreateOverlayUnchecked creates a qcow2 image at path whose backing field is backing without opening it
+// (qemu-img create -u): for a layer stacked on one that is not yet where backing points (it moves there
+// when committed). size must be the backing file's virtual size, as qemu-img cannot read it.
+func CreateOverlayUnchecked(ctx context.Context, path, backing, backingFormat string, size int64) error {
+	if backingFormat == "" || size <= 0 {
+		return fmt.Errorf("qemu-img: create %s: backing format and size are needed without a backing file to read", path)
+	}
+	_, err := runQemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", backingFormat, "-b", backing, "-u", path, strconv.FormatInt(size, 10))
+	return err
+}
+
 // Resize grows the virtual size of the image at path to size bytes. It never shrinks: a size below the
 // current one is an error.
 func Resize(ctx context.Context, path string, size int64) error {
@@ -97,45 +107,6 @@ func BackingChain(ctx context.Context, path string) ([]ImageInfo, error) {
 		return nil, fmt.Errorf("qemu-img info --backing-chain %s: %w", path, err)
 	}
 	return chain, nil
-}
-
-// Rebase rewrites the backing field of the image at path to backing (format backingFormat) without
-// touching any data (qemu-img rebase -u). It is only correct when the new name points at the same content,
-// such as an absolute path replaced by a relative one. The image must not be open in a running QEMU.
-func Rebase(ctx context.Context, path, backing, backingFormat string) error {
-	_, err := runQemuImg(ctx, "rebase", "-u", "-F", backingFormat, "-b", backing, path)
-	return err
-}
-
-// RelativizeBacking rewrites an absolute backing path of the image at path as a path relative to path's
-// folder (see Rebase), so that the layer chain can move as a whole. It returns the new backing field.
-func RelativizeBacking(ctx context.Context, path string) (string, error) {
-	info, err := Info(ctx, path)
-	if err != nil {
-		return "", err
-	}
-	if info.BackingFilename == "" {
-		return "", fmt.Errorf("qemu-img: %s has no backing file", path)
-	}
-	if !filepath.IsAbs(info.BackingFilename) {
-		return info.BackingFilename, nil
-	}
-	dir, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return "", fmt.Errorf("qemu-img: %w", err)
-	}
-	rel, err := filepath.Rel(dir, info.BackingFilename)
-	if err != nil {
-		return "", fmt.Errorf("qemu-img: %w", err)
-	}
-	format := info.BackingFormat
-	if format == "" {
-		format = "qcow2"
-	}
-	if err := Rebase(ctx, path, rel, format); err != nil {
-		return "", err
-	}
-	return rel, nil
 }
 
 // runQemuImg runs qemu-img and returns its standard output, or an error with its standard error.

@@ -268,10 +268,11 @@ func (q *QMP) Quit(ctx context.Context) error {
 	return err
 }
 
-// BlockdevSnapshotSync switches the drive or node device to a new qcow2 overlay at snapshotFile whose
-// backing file is the image the device used until now (mode "absolute-paths": QEMU creates the file).
+// BlockdevSnapshotSync switches the drive or node device to the existing qcow2 overlay at snapshotFile,
+// whose backing file becomes the image the device used until now (mode "existing": QEMU opens the file
+// without its backing and leaves its backing field as the caller wrote it).
 func (q *QMP) BlockdevSnapshotSync(ctx context.Context, device, snapshotFile string) error {
-	args := map[string]string{"device": device, "snapshot-file": snapshotFile, "format": "qcow2", "mode": "absolute-paths"}
+	args := map[string]string{"device": device, "snapshot-file": snapshotFile, "format": "qcow2", "mode": "existing"}
 	return q.Execute(ctx, "blockdev-snapshot-sync", args, nil)
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/engine"
+	"gitlab.com/imgform/imgform/state"
 	"gitlab.com/imgform/imgform/steps/qemu"
 	"gitlab.com/imgform/imgform/steps/seed"
 	"gitlab.com/imgform/imgform/steps/ssh"
@@ -25,10 +26,10 @@ type Runner struct {
 
 var _ engine.GuestRunner = (*Runner)(nil)
 
-// layer is a finished layer waiting in the work folder until QEMU has exited, when it moves into the
-// store with a relative backing path (see commitLayers).
+// layer is the layer of one step, written straight into its store folder.
 type layer struct {
 	step *engine.StepPlan
+	w    *state.Writer
 	path string
 }
 
@@ -38,12 +39,13 @@ type session struct {
 	vm       *qemu.VM
 	client   *ssh.Client
 	hostKeys []byte
-	finished []layer
-	active   string // the layer the VM writes to now
+	size     int64  // the disk's virtual size, the same in every layer
+	active   *layer // the layer the VM writes to now; committed when its step is over
 }
 
-// Run boots the VM, runs the steps, shuts it down and commits the finished layers. On failure the layers
-// of the steps that finished are committed all the same, so the next apply resumes after them.
+// Run boots the VM, runs the steps, and commits each step's layer as soon as the step is over (the VM runs
+// on in a new layer), so a failure or a crash later keeps every finished step. The last layer is committed
+// once QEMU has exited.
 func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 	s := &session{job: job}
 	defer func() {
@@ -54,10 +56,10 @@ func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 		if s.client != nil {
 			_ = s.client.Close()
 		}
-		// Commit what finished even after an error; with QEMU gone the files are final.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
-		defer cancel()
-		err = errors.Join(err, s.commitLayers(cctx))
+		if s.active != nil {
+			// The step that was running did not finish: its layer is not a result.
+			err = errors.Join(err, s.active.w.Abort())
+		}
 	}()
 	// The first step starts with the boot: for a user, booting is part of it.
 	job.Started(job.Steps[0])
@@ -77,8 +79,8 @@ func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 		if i == len(job.Steps)-1 {
 			return s.finish(ctx, sp)
 		}
-		if err := s.cut(ctx, sp, job.Steps[i+1]); err != nil {
-			return err
+		if err := s.cut(ctx, job.Steps[i+1]); err != nil {
+			return fmt.Errorf("%s: %w", sp.Label, err)
 		}
 	}
 	return nil
@@ -103,20 +105,33 @@ func (s *session) start(ctx context.Context, resolve func(context.Context, strin
 		job.Message(warning)
 	}
 	first := job.Steps[0]
-	s.active = filepath.Join(job.WorkDir, layerName(0))
 	size := int64(0)
 	if first.Kind == engine.KindBoot {
 		size = int64(m.DiskSize)
 	}
-	if err := qemu.CreateOverlay(ctx, s.active, job.Base.Path, job.Base.Format, size); err != nil {
+	l, err := s.begin(first)
+	if err != nil {
 		return err
 	}
+	s.active = l
+	backing, err := filepath.Rel(l.w.Dir(), job.Base.Path)
+	if err != nil {
+		return err
+	}
+	if err := qemu.CreateOverlay(ctx, l.path, backing, job.Base.Format, size); err != nil {
+		return err
+	}
+	info, err := qemu.Info(ctx, l.path)
+	if err != nil {
+		return err
+	}
+	s.size = info.VirtualSize
 	stateDir := filepath.Join(job.WorkDir, "state")
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return err
 	}
 	opts := qemu.MachineOptions(m, accel)
-	opts.Disk = s.active
+	opts.Disk = l.path
 	opts.ExtraDrives = seed.QEMUArgs(job.Seed)
 	opts.StateDir = stateDir
 	if s.vm, err = qemu.Start(ctx, opts); err != nil {
@@ -169,52 +184,56 @@ func timeoutHint(err error, ctx context.Context, attr string, d time.Duration) e
 	return err
 }
 
-// cut ends a step: the guest syncs, QEMU switches to a new overlay for the next step, and the layer the
-// step wrote is finished.
-func (s *session) cut(ctx context.Context, done, next *engine.StepPlan) error {
-	if code, err := s.client.Run(ctx, "sync", ssh.RunOptions{Sudo: true, Idempotent: true}); err != nil || code != 0 {
-		return fmt.Errorf("sync before cutting the layer of %s: exit %d: %v", done.Label, code, err)
+// begin opens the store folder of a step's layer.
+func (s *session) begin(sp *engine.StepPlan) (*layer, error) {
+	w, err := s.job.Begin(sp)
+	if err != nil {
+		return nil, err
 	}
-	nextPath := filepath.Join(s.job.WorkDir, layerName(len(s.finished)+1))
-	finished, err := s.vm.Snapshot(ctx, nextPath)
+	path, err := w.Path(engine.LayerFile)
+	if err != nil {
+		return nil, errors.Join(err, w.Abort())
+	}
+	return &layer{step: sp, w: w, path: path}, nil
+}
+
+// cut ends the active layer: the guest syncs, QEMU switches to a new overlay for the next step, and the
+// finished layer is committed to the store while the VM runs on. The new overlay names the finished layer
+// by its committed path from the start, so nothing needs rewriting later.
+func (s *session) cut(ctx context.Context, next *engine.StepPlan) error {
+	done := s.active
+	if code, err := s.client.Run(ctx, "sync", ssh.RunOptions{Sudo: true, Idempotent: true}); err != nil || code != 0 {
+		return fmt.Errorf("sync before cutting the layer: exit %d: %v", code, err)
+	}
+	l, err := s.begin(next)
 	if err != nil {
 		return err
 	}
-	s.finished = append(s.finished, layer{step: done, path: finished})
-	s.active = nextPath
-	return nil
+	backing, err := filepath.Rel(l.w.Dir(), done.w.FinalPath(engine.LayerFile))
+	if err == nil {
+		err = qemu.CreateOverlayUnchecked(ctx, l.path, backing, "qcow2", s.size)
+	}
+	if err == nil {
+		_, err = s.vm.Snapshot(ctx, l.path)
+	}
+	if err != nil {
+		return errors.Join(err, l.w.Abort())
+	}
+	s.active = l
+	// The guest writes to the new layer from here on; if committing the old one fails, the step after it
+	// must not go on (its layer would be built on nothing), and the deferred abort in Run throws it away.
+	return s.commit(done)
 }
 
-func layerName(i int) string { return fmt.Sprintf("layer-%02d.qcow2", i) }
-
-// commitLayers moves the finished layers into the store in order, each with a backing path relative to
-// its final place (QEMU wrote absolute work-folder paths).
-func (s *session) commitLayers(ctx context.Context) error {
-	job := s.job
-	prev := job.Base
-	for _, l := range s.finished {
-		w, err := job.Begin(l.step)
-		if err != nil {
-			return err
-		}
-		dest := filepath.Join(w.Dir(), engine.LayerFile)
-		rel, err := filepath.Rel(w.Dir(), prev.Path)
-		if err == nil {
-			err = os.Rename(l.path, dest)
-		}
-		if err == nil {
-			err = qemu.Rebase(ctx, dest, rel, prev.Format)
-		}
-		if err == nil && len(s.hostKeys) > 0 {
-			err = w.WriteFile(engine.HostKeysFile, s.hostKeys, 0o644)
-		}
-		if err != nil {
-			return errors.Join(fmt.Errorf("committing the layer of %s: %w", l.step.Label, err), w.Abort())
-		}
-		if prev, err = job.Commit(l.step, w); err != nil {
-			return err
+// commit publishes a finished layer with the host keys to pin when a later build boots it.
+func (s *session) commit(l *layer) error {
+	if len(s.hostKeys) > 0 {
+		if err := l.w.WriteFile(engine.HostKeysFile, s.hostKeys, 0o644); err != nil {
+			return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())
 		}
 	}
-	s.finished = nil
+	if _, err := s.job.Commit(l.step, l.w); err != nil {
+		return fmt.Errorf("committing the layer: %w", err)
+	}
 	return nil
 }

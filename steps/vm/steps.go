@@ -105,8 +105,8 @@ func (s *session) cleanup(ctx context.Context, sp *engine.StepPlan) error {
 	return nil
 }
 
-// finish ends the session after the last step: wait for the guest to power off (or power it off), and the
-// active layer becomes the last finished one.
+// finish ends the session after the last step: wait for the guest to power off (or power it off), then
+// commit the active layer, which is final once QEMU has exited.
 func (s *session) finish(ctx context.Context, last *engine.StepPlan) error {
 	timeout := s.job.Image.Machine.ShutdownTimeout
 	if last.Kind != engine.KindCleanup {
@@ -126,8 +126,9 @@ func (s *session) finish(ctx context.Context, last *engine.StepPlan) error {
 	if _, err := s.vm.Shutdown(ctx, timeout); err != nil {
 		return fmt.Errorf("shutting down the VM: %w", err)
 	}
-	s.finished = append(s.finished, layer{step: last, path: s.active})
-	return nil
+	l := s.active
+	s.active = nil
+	return s.commit(l)
 }
 
 func (s *session) localPath(p string) string {
