@@ -91,12 +91,14 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	}
 	a.mu.Unlock()
 	res.Outputs = a.outputs()
+	a.ckpt.Lock()
 	if err := a.writeManifests(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := e.saveRecord(cfg, p, a); err != nil {
 		errs = append(errs, fmt.Errorf("saving the record of this apply: %w", err))
 	}
+	a.ckpt.Unlock()
 	if err := ctx.Err(); err != nil && len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("apply cancelled: %w", err))
 	}
@@ -122,6 +124,10 @@ type applier struct {
 
 	mu      sync.Mutex
 	results map[*Step]*stepResult
+	// manifested lists the images whose SHA256SUMS and manifest this apply wrote.
+	manifested map[string]bool
+	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.
+	ckpt sync.Mutex
 	started map[*StepPlan]time.Time
 	ended   map[*StepPlan]time.Time
 }
@@ -169,6 +175,11 @@ func (a *applier) finish(sp *StepPlan, status StepStatus, err error) {
 	}
 	r.status = status
 	a.mu.Unlock()
+	if status == StatusDone {
+		if err := a.checkpoint(); err != nil {
+			a.e.hooks().Message(LevelWarn, fmt.Sprintf("could not save the progress of this apply: %v", err))
+		}
+	}
 	if err != nil {
 		err = errors.New(a.cfg.Redact(err.Error()))
 	}

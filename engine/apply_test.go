@@ -237,3 +237,55 @@ func (c *cancelOn) StepFinished(s *StepPlan, st StepStatus, d time.Duration, err
 		c.cancel()
 	}
 }
+
+// TestProgressSavedAfterEachStep: while an apply still runs, everything that finished is already saved as
+// if the apply had ended there, so an apply killed at that moment loses nothing that finished: the next
+// plan finds the export cached (the record knows its file) and its SHA256SUMS written.
+func TestProgressSavedAfterEachStep(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	te.write("child.imgform.hcl", `
+image "child" {
+  source {
+    image = image.base
+  }
+  provision "extra" {
+    inline = ["echo child"]
+  }
+}
+`)
+	rec := newRecorder()
+	var checked bool
+	h := &onFinished{recorder: rec, fn: func(s *StepPlan) {
+		if s.ID != "base/export/raw" {
+			return
+		}
+		checked = true
+		p := te.plan(te.load())
+		if a := p.Step("base/export/raw").Action; a != ActionCached {
+			t.Errorf("during the apply, right after the export: plan says %s (%s)", a, reasonsOf(p, "base/export/raw"))
+		}
+		if _, err := os.Stat(filepath.Join(te.dir, "dist", "SHA256SUMS")); err != nil {
+			t.Errorf("SHA256SUMS not written with the export: %v", err)
+		}
+	}}
+	if _, err := te.engine(h).Apply(context.Background(), te.load()); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("the export did not run")
+	}
+}
+
+// onFinished calls fn after a step finished with status done.
+type onFinished struct {
+	*recorder
+	fn func(*StepPlan)
+}
+
+func (o *onFinished) StepFinished(s *StepPlan, st StepStatus, d time.Duration, err error) {
+	o.recorder.StepFinished(s, st, d, err)
+	if st == StatusDone {
+		o.fn(s)
+	}
+}

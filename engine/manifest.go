@@ -8,8 +8,8 @@ import (
 )
 
 // writeManifests writes SHA256SUMS and <image>.manifest.json next to the outputs of every image whose
-// exports ran in this apply and all succeeded. Both files are written atomically; the manifest holds
-// names, paths and digests only.
+// exports ran in this apply and all succeeded, once per image and apply. Both files are written
+// atomically; the manifest holds names, paths and digests only.
 func (a *applier) writeManifests() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -30,7 +30,7 @@ func (a *applier) writeManifests() error {
 				complete = false
 			}
 		}
-		if !ran || !complete {
+		if !ran || !complete || a.manifested[ip.Name] {
 			continue
 		}
 		img := exports[0].step.Image
@@ -63,6 +63,10 @@ func (a *applier) writeManifests() error {
 		if err := export.WriteManifest(path, m); err != nil {
 			return fmt.Errorf("image %q: %w", img.Name, err)
 		}
+		if a.manifested == nil {
+			a.manifested = map[string]bool{}
+		}
+		a.manifested[ip.Name] = true
 	}
 	return nil
 }

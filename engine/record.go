@@ -1,9 +1,20 @@
 package engine
 
 import (
+	"errors"
+
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
 )
+
+// checkpoint saves what has finished so far, after each step that ran: the record (an export counts as
+// cached only when the record knows its file) and the manifests of images whose outputs are all written.
+// An apply killed later then loses only the step that was running.
+func (a *applier) checkpoint() error {
+	a.ckpt.Lock()
+	defer a.ckpt.Unlock()
+	return errors.Join(a.writeManifests(), a.e.saveRecord(a.cfg, a.p, a))
+}
 
 // saveRecord writes what this apply left behind. A step that did not succeed keeps the entry of the apply
 // before, so the next plan still explains its changes against what was last built.
