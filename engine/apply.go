@@ -127,7 +127,7 @@ type applier struct {
 	// manifested lists the images whose SHA256SUMS and manifest this apply wrote.
 	manifested map[string]bool
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.
-	ckpt sync.Mutex
+	ckpt    sync.Mutex
 	started map[*StepPlan]time.Time
 	ended   map[*StepPlan]time.Time
 }
