@@ -124,6 +124,8 @@ type applier struct {
 
 	mu      sync.Mutex
 	results map[*Step]*stepResult
+	// verified lists the objects whose content this apply checked (see verifyChain).
+	verified map[state.Key]bool
 	// manifested lists the images whose SHA256SUMS and manifest this apply wrote.
 	manifested map[string]bool
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.

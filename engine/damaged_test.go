@@ -16,7 +16,38 @@ func TestDamagedLayerIsNotUsed(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("lookup: %v %v", ok, err)
 	}
-	path := obj.Path(LayerFile)
+	flipByte(t, obj.Path(LayerFile))
+	te.write("files/motd", "changed\n") // provision "three" now builds on the damaged layer
+	_, _, err = te.apply(te.load())
+	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "cache verify -remove") {
+		t.Fatalf("apply error %v", err)
+	}
+}
+
+// A flipped byte deeper in the chain (a layer below the one a step starts from) is found too: the session
+// and the export read through the whole chain.
+func TestDamagedDeepLayerIsNotUsed(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	mustApply(t, te, te.load())
+	p := te.plan(te.load())
+	obj, ok, err := te.store.Lookup(p.Step("base/provision/one").step.Key)
+	if err != nil || !ok {
+		t.Fatalf("lookup: %v %v", ok, err)
+	}
+	flipByte(t, obj.Path(LayerFile))
+	te.write("files/motd", "changed\n") // provision "three" builds on "two", which is built on "one"
+	_, rec, err := te.apply(te.load())
+	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), obj.Key.Short()) {
+		t.Fatalf("apply error %v", err)
+	}
+	if rec.finished["base/export/raw"] == StatusDone {
+		t.Error("an output was written from a damaged chain")
+	}
+}
+
+func flipByte(t *testing.T, path string) {
+	t.Helper()
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -27,10 +58,5 @@ func TestDamagedLayerIsNotUsed(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	if err := os.WriteFile(path, b, 0o444); err != nil {
 		t.Fatal(err)
-	}
-	te.write("files/motd", "changed\n") // provision "three" now builds on the damaged layer
-	_, _, err = te.apply(te.load())
-	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "cache verify -remove") {
-		t.Fatalf("apply error %v", err)
 	}
 }

@@ -25,8 +25,8 @@ func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 	}
 	// The layer is the result of earlier steps: check its content before an output is made from it, so a
 	// damaged cache entry is never copied into an image.
-	if err := a.e.Store.Verify(ctx, obj); err != nil {
-		return fmt.Errorf("the cached final layer of image %q is damaged (%w); run imgform cache verify -remove and apply again", s.Image.Name, err)
+	if err := a.verifyChain(ctx, obj); err != nil {
+		return fmt.Errorf("a cached layer of image %q is damaged (%w); run imgform cache verify -remove and apply again", s.Image.Name, err)
 	}
 	dest := outputPath(a.cfg, s.Output)
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {

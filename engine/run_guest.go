@@ -76,7 +76,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 	}
 	// Check what this session builds on before using it: a damaged cache entry must not end up in an image.
 	for _, obj := range []*state.Object{baseObj, seedObj} {
-		if err := a.e.Store.Verify(ctx, obj); err != nil {
+		if err := a.verifyChain(ctx, obj); err != nil {
 			return fmt.Errorf("a cached result image %q builds on is damaged (%w); run imgform cache verify -remove and apply again", img.Name, err)
 		}
 	}
