@@ -32,9 +32,21 @@ func (a *applier) runExport(ctx context.Context, sp *StepPlan) error {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return err
 	}
+	// A killed export left its partial file next to the output; an export of the same output replaces it.
+	if _, err := state.RemoveStaleTemps(dest); err != nil {
+		a.e.hooks().Message(LevelWarn, fmt.Sprintf("could not remove what an interrupted export left: %v", err))
+	}
+	// The flattened image between QEMU and zstd goes to a work folder of the cache, which the next apply
+	// clears if this one is killed, rather than into the user's output folder.
+	work, err := a.e.Store.NewWorkDir("export-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = work.Remove() }()
 	o := s.Output
 	res, err := export.Export(ctx, export.Request{
 		Source: obj.Path(LayerFile), Format: o.Format, Compression: o.Compression, Level: o.Level, Dest: dest,
+		TempDir:  work.Path(),
 		Progress: func(phase string, done, total int64) { a.e.hooks().StepProgress(sp, phase, done, total) },
 	})
 	if err != nil {

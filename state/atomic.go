@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,7 @@ import (
 // A crash leaves a hidden ".<name>.tmp-*" file next to path, never a half-written path.
 type AtomicFile struct {
 	f     *os.File
+	lock  *os.File // a second descriptor of the temp file, flocked until the rename: see RemoveStaleTemps
 	path  string
 	perm  os.FileMode
 	done  bool
@@ -44,7 +46,52 @@ func CreateAtomic(path string, perm os.FileMode) (*AtomicFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	return &AtomicFile{f: f, path: path, perm: perm}, nil
+	// The flock lives on its own descriptor, so it outlasts Close in Commit until the rename is done.
+	lock, err := os.Open(f.Name())
+	if err == nil {
+		if _, err = flockNB(lock, unix.LOCK_EX); err != nil {
+			err = errors.Join(err, lock.Close())
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create %s: %w", path, err), f.Close(), removeIfExists(f.Name()))
+	}
+	return &AtomicFile{f: f, lock: lock, path: path, perm: perm}, nil
+}
+
+// RemoveStaleTemps removes the temp files that writers of path killed before Commit or Abort left next
+// to it (a large image's can be gigabytes). A temp file being written is flocked and stays.
+func RemoveStaleTemps(path string) ([]string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	temps, err := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+".tmp-*"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, tmp := range temps {
+		f, err := os.Open(tmp)
+		if err != nil {
+			continue // gone already
+		}
+		ok, err := flockNB(f, unix.LOCK_EX)
+		if err == nil && ok {
+			err = removeIfExists(tmp)
+			if err == nil {
+				removed = append(removed, tmp)
+			}
+		}
+		if err = errors.Join(err, f.Close()); err != nil {
+			return removed, fmt.Errorf("remove stale temp file: %w", err)
+		}
+	}
+	return removed, nil
+}
+
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
 }
 
 // Write writes to the temp file.
@@ -85,6 +132,8 @@ func (a *AtomicFile) Commit() (err error) {
 		if err != nil {
 			err = errors.Join(err, removeIfExists(tmp))
 		}
+		// The lock only guards the temp name, which is gone now either way; a close error means nothing.
+		_ = a.lock.Close()
 	}()
 	if a.wrote != nil {
 		return errors.Join(fmt.Errorf("commit %s: an earlier write failed: %w", a.path, a.wrote), a.f.Close())
@@ -114,7 +163,7 @@ func (a *AtomicFile) Abort() error {
 		return nil
 	}
 	a.done = true
-	return errors.Join(a.f.Close(), removeIfExists(a.f.Name()))
+	return errors.Join(a.f.Close(), removeIfExists(a.f.Name()), a.lock.Close())
 }
 
 // WriteFileAtomic is os.WriteFile made atomic and durable with [CreateAtomic].

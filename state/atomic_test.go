@@ -138,3 +138,39 @@ func TestCreateAtomicAbort(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveStaleTemps: a killed writer's temp file goes, a live writer's stays and still commits.
+func TestRemoveStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "image[1].qcow2.zst")
+	live, err := CreateAtomic(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Write([]byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(dir, ".image[1].qcow2.zst.tmp-123")
+	other := filepath.Join(dir, ".other.tmp-123")
+	for _, p := range []string{dead, other} {
+		if err := os.WriteFile(p, []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := RemoveStaleTemps(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("removed %v, want only %s", removed, dead)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another file's temp file was removed: %v", err)
+	}
+	if err := live.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "new" {
+		t.Errorf("after commit: %q, %v", b, err)
+	}
+}
