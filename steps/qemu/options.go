@@ -51,7 +51,8 @@ type Options struct {
 	DiskFormat string
 	// DiskCache is the QEMU cache mode of Disk; default "unsafe": guest flushes are not passed on to the
 	// host disk. A build is thrown away when it does not finish, so what a host crash could lose is never
-	// used; the engine fsyncs the layer files itself once QEMU has exited, before it records them. apt
+	// used; the engine fsyncs each layer file itself when it commits it (a finished layer is read-only in
+	// QEMU by then: the snapshot reopened it, writing QEMU's cached metadata out to the file). apt
 	// alone issues thousands of fsyncs, which under "writeback" each wait for the host disk. Use
 	// "writeback" to keep flushes.
 	DiskCache string
