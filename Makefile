@@ -5,7 +5,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build deps test unit fuzz e2e lint demo clean
+.PHONY: all build deps test unit fuzz e2e lint demo bench clean
 
 all: build
 
@@ -40,6 +40,13 @@ test: deps lint unit fuzz e2e
 demo: deps build
 	img=$$(scripts/build-test-image.sh) && \
 	$(BIN) apply -var "source_url=$$img" -var "source_checksum=file:$$img.SHA256SUMS" examples/debian-12-base
+
+# Measures full, no-op and incremental builds of the examples, their cache footprint and the export's zstd
+# against the zstd tool, and prints the figures of docs/benchmarks.md (about 40 minutes under TCG).
+# BENCHFLAGS passes options to scripts/bench, e.g. BENCHFLAGS='-out /tmp/bench.md -keep'.
+bench: deps build
+	img=$$(scripts/build-test-image.sh) && \
+	$(GO) run ./scripts/bench -imgform $(BIN) -source "$$img" $(BENCHFLAGS)
 
 clean:
 	rm -rf bin
