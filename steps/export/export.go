@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"slices"
 	"time"
-
-	"gitlab.com/imgform/imgform/state"
 )
 
 // Output formats.
@@ -95,7 +93,9 @@ func (r Result) SumEntry() SumEntry {
 
 // Export flattens the Source chain into one image and writes it to Dest in the requested format and
 // compression, atomically: on any error, a cancelled ctx or a full disk, Dest is left as it was and no
-// temp or intermediate file remains. qemu-img runs in its own process group and dies with ctx.
+// temp or intermediate file remains. qemu-img runs in its own process group and dies with ctx. The files
+// being written are unnamed where the file system allows, so that even a SIGKILL of the process leaves
+// none behind (see tmpfile.go).
 func Export(ctx context.Context, req Request) (Result, error) {
 	start := time.Now()
 	r, err := req.normalize()
@@ -202,7 +202,7 @@ func (x *exporter) run(ctx context.Context) (res Result, err error) {
 	x.env.logf("source %s: %s, %d layer(s), virtual size %d, %d bytes allocated",
 		r.Source, x.src.Format, x.src.Layers, x.src.VirtualSize, x.src.Allocated)
 
-	out, err := state.CreateAtomic(r.Dest, OutputPerm)
+	out, err := createOutput(r.Dest)
 	if err != nil {
 		return res, noSpace(err, r.Dest, x.src.Allocated)
 	}
@@ -224,7 +224,7 @@ func (x *exporter) run(ctx context.Context) (res Result, err error) {
 	if err := ctx.Err(); err != nil {
 		return res, context.Cause(ctx)
 	}
-	if err := x.phase(PhaseCommit, out.Commit); err != nil {
+	if err := x.phase(PhaseCommit, func() error { return out.Commit(r.Dest) }); err != nil {
 		return res, noSpace(err, r.Dest, res.Size)
 	}
 	res.Phases = x.phases
@@ -234,9 +234,9 @@ func (x *exporter) run(ctx context.Context) (res Result, err error) {
 // flattenInPlace lets qemu-img write the output straight into the output's temp file (none and
 // qcow2-zstd), then hashes it: qemu-img cannot hash what it writes, so this costs one read of the data
 // extents; holes are hashed from memory.
-func (x *exporter) flattenInPlace(ctx context.Context, out *state.AtomicFile, res *Result) error {
+func (x *exporter) flattenInPlace(ctx context.Context, out *workFile, res *Result) error {
 	r := x.req
-	spec := flattenSpec{src: r.Source, srcFormat: x.src.Format, dst: out.File().Name(), format: r.Format,
+	spec := flattenSpec{src: r.Source, srcFormat: x.src.Format, dst: out.ToolPath(), format: r.Format,
 		zstdClusters: r.Compression == CompressionQcow2Zstd, virtualSize: x.src.VirtualSize}
 	if err := x.phase(PhaseFlatten, func() error { return flatten(ctx, x.env, spec) }); err != nil {
 		return noSpace(err, r.Dest, x.src.Allocated)
@@ -249,28 +249,22 @@ func (x *exporter) flattenInPlace(ctx context.Context, out *state.AtomicFile, re
 
 // flattenAndCompress flattens into an intermediate file in TempDir, then compresses that into the
 // output. The intermediate is removed whatever happens.
-func (x *exporter) flattenAndCompress(ctx context.Context, out *state.AtomicFile, res *Result) (err error) {
+func (x *exporter) flattenAndCompress(ctx context.Context, out *workFile, res *Result) (err error) {
 	r := x.req
-	tmp, err := os.CreateTemp(r.TempDir, ".imgform-flat-*."+r.Format)
+	tmp, err := createIntermediate(r.TempDir, ".imgform-flat-*."+r.Format)
 	if err != nil {
 		return noSpace(fmt.Errorf("create intermediate file: %w", err), r.TempDir, x.src.Allocated)
 	}
-	tmpPath := tmp.Name()
-	defer func() {
-		if rerr := os.Remove(tmpPath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = errors.Join(err, rerr)
-		}
-	}()
-	// qemu-img opens the file itself; ours is closed at once.
-	if err := tmp.Close(); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, tmp.Abort()) }()
+	// qemu-img writes the file through its own descriptor; ours keeps it alive (and locked) and is where
+	// the compression reads.
+	tmpPath := tmp.ToolPath()
 	spec := flattenSpec{src: r.Source, srcFormat: x.src.Format, dst: tmpPath, format: r.Format,
 		virtualSize: x.src.VirtualSize}
 	if err := x.phase(PhaseFlatten, func() error { return flatten(ctx, x.env, spec) }); err != nil {
-		return noSpace(err, tmpPath, x.src.Allocated)
+		return noSpace(err, "the flattened image ("+tmp.Display()+")", x.src.Allocated)
 	}
-	x.env.logf("compress %s with zstd level %d (encoder %s, %d threads)", tmpPath, r.Level,
+	x.env.logf("compress %s with zstd level %d (encoder %s, %d threads)", tmp.Display(), r.Level,
 		EncoderLevel(r.Level), runtime.GOMAXPROCS(0))
 	var c compressed
 	err = x.phase(PhaseCompress, func() (err error) {

@@ -17,7 +17,7 @@ var qemuImgPath = "qemu-img"
 // flattenSpec says how to flatten the source chain into one image.
 type flattenSpec struct {
 	src, srcFormat string
-	dst, format    string // dst is an existing empty file: qemu-img reuses the inode, so an AtomicFile's temp works
+	dst, format    string // dst is an existing empty file (a workFile.ToolPath): qemu-img reuses the inode
 	zstdClusters   bool   // qcow2 with internally zstd-compressed clusters
 	virtualSize    int64  // for progress in bytes
 }

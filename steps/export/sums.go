@@ -62,6 +62,11 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 		return fmt.Errorf("write %s: %w", SumsFile, err)
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
+	// Every writer of the file holds the lock while its temp file exists, so a temp file seen now was
+	// left by a writer that died (kill -9) between creating it and renaming it.
+	for _, p := range globLiteral(dir, "."+SumsFile+".tmp-") {
+		_ = os.Remove(p)
+	}
 
 	path := filepath.Join(dir, SumsFile)
 	byName := map[string]string{}
