@@ -5,7 +5,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -X main.buildVersion=$(VERSION)
 
-.PHONY: all build deps test unit fuzz e2e lint demo bench clean
+.PHONY: all build deps test unit fuzz e2e drills lint demo bench clean
 
 all: build
 
@@ -28,6 +28,11 @@ unit:
 # Builds the example for real against the test image and boots the result (about 30 minutes under TCG).
 e2e:
 	$(GO) test -count=1 -timeout 80m -v ./e2e
+
+# Failure drills (docs/reliability.md): a damaged cache, concurrent applies, secrets, a full output disk,
+# configuration errors and kill -9 at random moments of real builds. Needs root (tmpfs, loop devices).
+drills:
+	$(GO) test -tags drills -count=1 -timeout 90m -v -run Drill ./e2e
 
 # A short fuzz run of each parser; longer runs: make fuzz FUZZTIME=10m.
 fuzz:
