@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -38,8 +40,11 @@ func ratio(a, b float64) string {
 	}
 	r := a / b
 	switch {
+	case r == 0:
+		return "0"
 	case r < 0.01:
-		return fmt.Sprintf("%.4f", r)
+		// Two significant digits, without an exponent: 0.00003, not 3e-05.
+		return strconv.FormatFloat(r, 'f', 1-int(math.Floor(math.Log10(r))), 64)
 	case r < 10:
 		return fmt.Sprintf("%.2f", r)
 	default:
