@@ -22,10 +22,14 @@ type Result struct {
 }
 
 // OutputResult is one output file of an image.
+// Its JSON form is the apply_finished event's outputs (docs/plan-json.md).
 type OutputResult struct {
-	Image, Name, Path, SHA256 string
-	Size                      int64
-	Written                   bool // false when the file from the last apply was still right
+	Image   string `json:"image"`
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Written bool   `json:"written"` // false when the file from the last apply was still right
 }
 
 // Apply plans and then runs what is missing, in dependency order, independent steps in parallel. It writes
@@ -126,6 +130,8 @@ type applier struct {
 	results map[*Step]*stepResult
 	// verified lists the objects whose content this apply checked (see verifyChain).
 	verified map[state.Key]bool
+	// warned holds the warnings already shown, such as the fallback to TCG, which every VM session meets.
+	warned map[string]bool
 	// manifested lists the images whose SHA256SUMS and manifest this apply wrote.
 	manifested map[string]bool
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -287,5 +288,28 @@ func (o *onFinished) StepFinished(s *StepPlan, st StepStatus, d time.Duration, e
 	o.recorder.StepFinished(s, st, d, err)
 	if st == StatusDone {
 		o.fn(s)
+	}
+}
+
+// The apply_finished event's outputs use the field names docs/plan-json.md gives.
+func TestOutputResultJSON(t *testing.T) {
+	b, err := json.Marshal(OutputResult{Image: "i", Name: "n", Path: "p", SHA256: "s", Size: 1, Written: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"image":"i","name":"n","path":"p","sha256":"s","size":1,"written":true}`; string(b) != want {
+		t.Errorf("JSON %s, want %s", b, want)
+	}
+}
+
+// A warning every VM session meets (the fallback to TCG) is shown once per apply.
+func TestWarnOnce(t *testing.T) {
+	rec := newRecorder()
+	a := &applier{e: &Engine{Hooks: rec}}
+	a.warnOnce("KVM does not run guests")
+	a.warnOnce("KVM does not run guests")
+	a.warnOnce("another")
+	if len(rec.messages) != 2 {
+		t.Errorf("messages %q, want each once", rec.messages)
 	}
 }

@@ -106,7 +106,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 	open := map[state.Key]*state.Writer{}
 	job := &GuestJob{
 		HostKeys: hostKeys, WorkDir: work.Path(),
-		Message: func(text string) { a.e.hooks().Message(LevelWarn, text) },
+		Message: a.warnOnce,
 		Image:   img, ConfigDir: a.cfg.Dir, Base: base, Seed: seedObj.Path(SeedFile),
 		BuildKey: buildKey, BuildUser: BuildUserName, Steps: steps, Redact: a.cfg.Redact,
 		Begin: func(sp *StepPlan) (*state.Writer, error) {
@@ -146,4 +146,18 @@ func (a *applier) runGuest(ctx context.Context, steps []*StepPlan) (err error) {
 		},
 	}
 	return a.e.Guest.Run(ctx, job)
+}
+
+// warnOnce shows a warning the first time this apply meets it.
+func (a *applier) warnOnce(text string) {
+	a.mu.Lock()
+	seen := a.warned[text]
+	if a.warned == nil {
+		a.warned = map[string]bool{}
+	}
+	a.warned[text] = true
+	a.mu.Unlock()
+	if !seen {
+		a.e.hooks().Message(LevelWarn, text)
+	}
 }
