@@ -73,11 +73,11 @@ func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
 		if err := s.runStep(ctx, sp); err != nil {
 			return fmt.Errorf("%s: %w", sp.Label, err)
 		}
+		if i == len(job.Steps)-1 {
+			return s.finish(ctx, sp) // the last step's time includes the shutdown its cleanup starts
+		}
 		if job.Done != nil {
 			job.Done(sp)
-		}
-		if i == len(job.Steps)-1 {
-			return s.finish(ctx, sp)
 		}
 		if err := s.cut(ctx, job.Steps[i+1]); err != nil {
 			return fmt.Errorf("%s: %w", sp.Label, err)

@@ -126,6 +126,9 @@ func (s *session) finish(ctx context.Context, last *engine.StepPlan) error {
 	if _, err := s.vm.Shutdown(ctx, timeout); err != nil {
 		return fmt.Errorf("shutting down the VM: %w", err)
 	}
+	if s.job.Done != nil {
+		s.job.Done(last)
+	}
 	l := s.active
 	s.active = nil
 	return s.commit(l)
