@@ -19,6 +19,21 @@ func openStore() (*state.Store, error) {
 	return state.Open(dir)
 }
 
+// humanSize renders a byte count for people, "223.6 MiB": config.Size's exact form would print most
+// object sizes in bytes ("233621332B").
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n), 0
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, []string{"B", "KiB", "MiB", "GiB", "TiB"}[i])
+}
+
 func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cache",
@@ -41,13 +56,13 @@ func cacheCommand() *cli.Command {
 					var total int64
 					for _, o := range objs {
 						total += o.Size
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Key.Short(), o.Kind, config.Size(o.Size),
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Key.Short(), o.Kind, humanSize(o.Size),
 							o.Age.Round(time.Second), o.LastUsed.Local().Format(time.DateTime), o.Image, o.Step, o.Problem)
 					}
 					if err := tw.Flush(); err != nil {
 						return err
 					}
-					_, err = fmt.Fprintf(c.App.Writer, "%d object(s), %s in %s\n", len(objs), config.Size(total), st.Dir())
+					_, err = fmt.Fprintf(c.App.Writer, "%d object(s), %s in %s\n", len(objs), humanSize(total), st.Dir())
 					return err
 				},
 			},
@@ -85,10 +100,10 @@ func cacheCommand() *cli.Command {
 						verb = "would remove"
 					}
 					for _, r := range rep.Removed {
-						fmt.Fprintf(c.App.Writer, "%s %s %s (%s)\n", verb, r.Info.Key.Short(), config.Size(r.Info.Size), r.Reason)
+						fmt.Fprintf(c.App.Writer, "%s %s %s (%s)\n", verb, r.Info.Key.Short(), humanSize(r.Info.Size), r.Reason)
 					}
 					fmt.Fprintf(c.App.Writer, "%s %d object(s), %s; %d kept (%s); %d held by a running apply; %d interrupted write(s) cleaned\n",
-						verb, len(rep.Removed), config.Size(rep.Freed), rep.Kept, config.Size(rep.KeptSize), len(rep.Held), len(rep.RemovedTemp))
+						verb, len(rep.Removed), humanSize(rep.Freed), rep.Kept, humanSize(rep.KeptSize), len(rep.Held), len(rep.RemovedTemp))
 					return nil
 				},
 			},

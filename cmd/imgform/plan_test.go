@@ -85,3 +85,11 @@ func TestCacheCommands(t *testing.T) {
 		t.Errorf("gc: exit %d %s", code, stdout)
 	}
 }
+
+func TestHumanSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 233621332: "222.8 MiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB"} {
+		if got := humanSize(n); got != want {
+			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
