@@ -185,31 +185,38 @@ func TestDrill4Secrets(t *testing.T) {
 		for what, offs := range hits {
 			for _, off := range offs {
 				where := attribute(t, raw, parts, off)
-				if what == "marker" {
-					t.Logf("the marker is in the raw image at byte %d: %s", off, where)
+				if what == "marker" && strings.Contains(where, "the file /etc/drill-secret ") {
+					t.Logf("the marker is in the raw image at byte %d: %s (expected: the user-data writes it there)", off, where)
 					continue
 				}
-				t.Errorf("the %s is in the raw image at byte %d: %s", what, off, where)
+				// Deleted files (cloud-init's copies of the user-data, the journal with sudo's command lines)
+				// stay readable in free space that fstrim could not discard.
+				t.Errorf("the %s is in the raw image at byte %d: %s (KNOWN BUG, docs/reliability.md, drill 4); around it: %s",
+					what, off, where, rawContext(raw, off))
 			}
 		}
 		if len(hits["marker"]) == 0 {
 			t.Errorf("the marker is nowhere in the image, not even in /etc/drill-secret: did the build use it?")
 		}
 
-		// Mount every partition read-only and look at the files.
-		loop := strings.TrimSpace(runCmd(t, "losetup", "-P", "-r", "-f", "--show", raw))
-		t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
-		time.Sleep(time.Second) // udev creates the partition devices
-		devs, _ := filepath.Glob(loop + "p*")
+		// Mount every partition read-only (a read-only loop device over the partition's bytes: losetup -P
+		// needs udev to make the partition nodes) and look at the files.
 		mounted := 0
-		for _, dev := range devs {
-			mnt := filepath.Join(work, "mnt-"+filepath.Base(dev))
+		for i, p := range parts {
+			loop, err := exec.Command("losetup", "-r", "-f", "--show", "-o", strconv.FormatInt(p.Start*512, 10),
+				"--sizelimit", strconv.FormatInt(p.Size*512, 10), raw).Output()
+			if err != nil {
+				t.Fatalf("losetup: %v", err)
+			}
+			dev := strings.TrimSpace(string(loop))
+			t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
+			mnt := filepath.Join(work, fmt.Sprintf("mnt-%d", i+1))
 			if err := os.MkdirAll(mnt, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			if out, err := exec.Command("mount", "-o", "ro,noload", dev, mnt).CombinedOutput(); err != nil {
 				if out2, err2 := exec.Command("mount", "-o", "ro", dev, mnt).CombinedOutput(); err2 != nil {
-					t.Logf("%s: not mounted: %s %s", dev, out, out2)
+					t.Logf("partition %d (%s): not mounted: %s %s", i+1, p.Node, strings.TrimSpace(string(out)), strings.TrimSpace(string(out2)))
 					continue
 				}
 			}
@@ -224,11 +231,13 @@ func TestDrill4Secrets(t *testing.T) {
 				}
 				t.Errorf("the %s is in the image's file %s", f.what, rel)
 			}
-			for _, dir := range []string{"var/log", "var/lib/cloud", "etc/ssh", "home"} {
+			var searched []string
+			for _, dir := range []string{"var/log", "var/lib/cloud", "etc/ssh", "home", "root"} {
 				if _, err := os.Stat(filepath.Join(mnt, dir)); err == nil {
-					t.Logf("%s: /%s searched", dev, dir)
+					searched = append(searched, "/"+dir)
 				}
 			}
+			t.Logf("partition %d: every file searched, among them %v", i+1, searched)
 		}
 		if mounted == 0 {
 			t.Errorf("no partition of the image could be mounted")
@@ -292,6 +301,24 @@ func scanRaw(t *testing.T, path string, needles map[string][]byte) map[string][]
 	return hits
 }
 
+// rawContext returns the printable text around off in the file at path, for messages.
+func rawContext(path string, off int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	start := max(off-120, 0)
+	b := make([]byte, 240)
+	n, _ := f.ReadAt(b, start)
+	return strconv.Quote(string(bytes.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '.'
+		}
+		return r
+	}, b[:n])))
+}
+
 // partition is a partition of a raw image, by sfdisk.
 type partition struct {
 	Node  string `json:"node"`
@@ -345,16 +372,27 @@ func attribute(t *testing.T, raw string, parts []partition, off int64) string {
 			return where + " (not ext4)"
 		}
 		block := rel / bs
+		// "Block\tInode number\n<block>\t<inode or <block not found>>"
 		out, _ := exec.Command("debugfs", "-R", fmt.Sprintf("icheck %d", block), dev).Output()
-		fields := strings.Fields(lastLines(string(out), 1))
+		fields := strings.Fields(lastLine(string(out)))
 		if len(fields) < 2 || fields[1] == "<block" {
-			return fmt.Sprintf("%s, block %d: free space (a deleted file's remains)", where, block)
+			return fmt.Sprintf("%s, block %d: free space (the remains of a deleted file)", where, block)
 		}
 		ino := fields[1]
+		// "Inode\tPathname\n<inode>\t<path>"
 		out, _ = exec.Command("debugfs", "-R", "ncheck "+ino, dev).Output()
-		return fmt.Sprintf("%s, block %d: inode %s %s", where, block, ino, strings.TrimSpace(lastLines(string(out), 1)))
+		path := strings.Fields(lastLine(string(out)))
+		if len(path) < 2 || path[0] != ino {
+			return fmt.Sprintf("%s, block %d: inode %s", where, block, ino)
+		}
+		return fmt.Sprintf("%s, block %d: the file %s (inode %s)", where, block, path[1], ino)
 	}
 	return "outside every partition"
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 type found struct{ what, path string }
