@@ -3,6 +3,9 @@
 package e2e
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +29,34 @@ func (d *drill) withDir(t *testing.T, dir string) *drill {
 // verifies clean; no QEMU is left.
 func TestDrill3ConcurrentApply(t *testing.T) {
 	d := newDrill(t, drillConfigOptions{})
+	// The source comes over loopback HTTP, so that the drill can count its downloads.
+	var mu sync.Mutex
+	downloads := 0
+	img := d.img
+	sums, err := os.ReadFile(img + ".SHA256SUMS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/images/SHA256SUMS":
+			_, _ = w.Write(sums)
+		case "/images/" + filepath.Base(img):
+			if r.Method == http.MethodGet {
+				mu.Lock()
+				downloads++
+				mu.Unlock()
+			}
+			http.ServeFile(w, r, img)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	vars := fmt.Sprintf("source_url      = %q\nsource_checksum = %q\n", srv.URL+"/images/"+filepath.Base(img), "file:"+srv.URL+"/images/SHA256SUMS")
+	if err := os.WriteFile(filepath.Join(d.dir, "drill.auto.imgvars.hcl"), []byte(vars), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	other := filepath.Join(t.TempDir(), "copy")
 	if out, err := exec.Command("cp", "-r", d.dir, other).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
@@ -50,7 +81,12 @@ func TestDrill3ConcurrentApply(t *testing.T) {
 	}
 	wg.Wait()
 
-	done := map[string][]string{} // step -> the runs that built it
+	mu.Lock()
+	if downloads != 1 {
+		t.Errorf("the source was downloaded %d times, want once", downloads)
+	}
+	mu.Unlock()
+	done := map[string][]string{} // step -> the runs that reported it done
 	for _, r := range runs {
 		if r.r.code != 0 {
 			t.Errorf("%s: %s\n%s", r.name, r.r, r.r.stderr)
@@ -70,7 +106,10 @@ func TestDrill3ConcurrentApply(t *testing.T) {
 			want = 2 // once per configuration folder
 		}
 		if len(by) != want {
-			t.Errorf("%s was built %d times (%v), want %d", step, len(by), by, want)
+			// A step that waited for the other apply's lock and then found its result is "cached" (as the
+			// disk steps report it), not "done".
+			t.Errorf("%s is reported done by %d applies (%v), want %d: an apply that waited for another's lock "+
+				"and reused its result must report it cached (KNOWN BUG, docs/reliability.md, drill 3)", step, len(by), by, want)
 		}
 	}
 	if len(done) != 7 {

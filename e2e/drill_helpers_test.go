@@ -105,7 +105,8 @@ const (
 // drillConfigOptions change the drill configuration.
 type drillConfigOptions struct {
 	// Secret, when set, adds a sensitive variable with this value, used in a write_files entry of the
-	// user-data and in the environment of provisioner "motd", which also prints it.
+	// user-data and in the environment of provisioner "motd", which also prints it and runs with sudo;
+	// the cleanup then keeps the logs (its default).
 	Secret string
 }
 
@@ -153,7 +154,10 @@ func writeDrillConfig(t *testing.T, dir, img string, o drillConfigOptions) {
 	if o.Secret != "" {
 		main = append(main,
 			"      write_files = [\n", "      write_files = [\n        {\n          path        = \"/etc/drill-secret\"\n          content     = \"drill secret: ${var.drill_secret}\\n\"\n          permissions = \"0600\"\n        },\n",
-			`inline = ["test -s /etc/motd"]`, `environment = { DRILL_SECRET = var.drill_secret }`+"\n    inline      = [\"test -s /etc/motd\", \"test -n \\\"$DRILL_SECRET\\\"\", \"echo \\\"the secret is $DRILL_SECRET\\\"\"]",
+			// As root (sudo logs the commands it runs) and with cleanup's default for logs (kept): what
+			// does a default build leave in /var/log?
+			"    logs          = true\n", "    logs          = false\n",
+			`inline = ["test -s /etc/motd"]`, `sudo        = true`+"\n    environment = { DRILL_SECRET = var.drill_secret }"+"\n    inline      = [\"test -s /etc/motd\", \"test -n \\\"$DRILL_SECRET\\\"\", \"echo \\\"the secret is $DRILL_SECRET\\\"\"]",
 		)
 		extra += `
 variable "drill_secret" {
