@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,47 +79,70 @@ func TestDrill1KillNine(t *testing.T) {
 	for i, m := range moments {
 		t.Logf("moment %2d: %s", i+1, m)
 	}
+	// A moment is reachable while the step it interrupts still has to run. One whose step is already
+	// cached (a timed kill landed later than meant and the step finished) waits for the next cycle, which
+	// starts from an empty cache once the current build is complete.
 	reserve := 20 * time.Minute
-	var done, missed int
-	for i, m := range moments {
-		if dl, ok := t.Deadline(); ok && time.Until(dl) < reserve {
-			t.Logf("DRILL 1: stopping after %d kills: less than %s left before the test deadline; %d moments not tried", done, reserve, len(moments)-i)
-			break
-		}
-		k := d.applyAndKill(m)
-		if !k.killed {
-			missed++
-			t.Logf("moment %d (%s): not reached; apply %s", i+1, m, k.r)
-			if k.r.code != 0 {
-				t.Errorf("moment %d: apply failed without being killed: %s\n%s", i+1, k.r, k.r.stderr)
+	pending := moments
+	done, cycle := 0, 1
+	for len(pending) > 0 {
+		var deferred []moment
+		for i, m := range pending {
+			if dl, ok := t.Deadline(); ok && time.Until(dl) < reserve {
+				t.Logf("DRILL 1: stopping after %d kills: less than %s left before the test deadline; %d moments not tried",
+					done, reserve, len(pending)-i+len(deferred))
+				pending, deferred = nil, nil
+				break
 			}
-			if k.r.code == 0 && m.stage == stageExport {
-				_ = os.RemoveAll(d.outDir()) // so the next export moment has an export to interrupt
+			if a := d.plan().action(drillImageName + "/" + m.target); a != "run" {
+				deferred = append(deferred, m)
+				continue
 			}
-			continue
+			k := d.applyAndKill(m)
+			if !k.killed {
+				t.Logf("cycle %d, %s: not reached; %s", cycle, m, k.r)
+				if k.r.code != 0 {
+					t.Errorf("%s: apply failed without being killed: %s\n%s", m, k.r, k.r.stderr)
+				}
+				deferred = append(deferred, m)
+				continue
+			}
+			done++
+			t.Logf("kill %d (cycle %d, %s): imgform killed after %s, during %s; steps done before: %v",
+				done, cycle, m, k.r.elapsed.Round(100*time.Millisecond), k.during, k.finished)
+			d.checkAfterKill(t, fmt.Sprintf("kill %d (%s)", done, m), k)
 		}
-		done++
-		t.Logf("kill %d (moment %d, %s): killed imgform %s after %s, during %s; steps done before: %v",
-			done, i+1, m, k.r.args[0], k.r.elapsed.Round(100*time.Millisecond), k.during, k.finished)
-		d.checkAfterKill(t, fmt.Sprintf("kill %d (%s)", done, m), k)
+		d.completeBuild(t)
+		pending = deferred
+		if len(pending) > 0 {
+			cycle++
+			t.Logf("cycle %d: %d moments from an empty cache", cycle, len(pending))
+			if err := os.RemoveAll(d.cache); err != nil {
+				t.Fatal(err)
+			}
+			_ = os.RemoveAll(d.outDir())
+		}
 	}
-	t.Logf("DRILL 1: %d kills, %d moments not reached", done, missed)
+	t.Logf("DRILL 1: %d kills in %d cycle(s)", done, cycle)
+}
 
-	// The build completes.
+// completeBuild lets the build finish after the kills and checks the result and the cache.
+func (d *drill) completeBuild(t *testing.T) {
+	t.Helper()
 	r, ev := d.applyJSON(60 * time.Minute)
 	if r.code != 0 {
 		t.Fatalf("the apply after the kills failed: %s\n%s", r, r.stderr)
 	}
-	t.Logf("the final apply ran %v", stepsStarted(ev))
+	t.Logf("the apply after the kills ran %v", stepsStarted(ev))
 	checkOutputs(t, d.outDir())
 	noQEMU(t, d.cache, 10*time.Second)
 	d.verifyClean("after the build completed")
 	if p := d.plan(); p.ToRun != 0 {
 		t.Errorf("after the build: plan would run %s", p.actions())
 	}
-	// What interrupted writes left in the cache; gc removes them.
+	// What the kills left in the cache (apply sweeps dead writers' folders when it starts; gc too).
 	work, _ := filepath.Glob(filepath.Join(d.cache, "work", "*"))
-	t.Logf("left in the cache by the kills: %d interrupted object writes %v, %d VM work folders %v", len(d.tempLeftovers()), d.tempLeftovers(), len(work), work)
+	t.Logf("left in the cache: %d interrupted object writes %v, %d work folders %v", len(d.tempLeftovers()), d.tempLeftovers(), len(work), work)
 	r = d.run(10*time.Minute, "cache", "gc", "-older-than", "87600h")
 	if r.code != 0 {
 		t.Errorf("cache gc: %s\n%s", r, r.stderr)
@@ -127,16 +151,7 @@ func TestDrill1KillNine(t *testing.T) {
 		t.Errorf("cache gc left interrupted writes: %v", left)
 	}
 	if work, _ := filepath.Glob(filepath.Join(d.cache, "work", "*")); len(work) > 0 {
-		var size int64
-		for _, w := range work {
-			_ = filepath.Walk(w, func(_ string, fi os.FileInfo, err error) error {
-				if err == nil && fi.Mode().IsRegular() {
-					size += fi.Size()
-				}
-				return nil
-			})
-		}
-		t.Errorf("VM work folders of killed applies are left in the cache after gc (%d MiB): %v", size>>20, work)
+		t.Errorf("work folders of killed applies are left in the cache after gc: %v", work)
 	}
 	d.verifyClean("after gc")
 }
@@ -176,21 +191,16 @@ func serveSlowly(w http.ResponseWriter, r *http.Request, path string, rate int) 
 	}
 }
 
-// Stages of a build, in order.
-const (
-	stageDownload = iota
-	stageFinishedEarly
-	stageBoot
-	stageProvision
-	stageCleanup
-	stageFinishedDisk
-	stageExport
-)
-
 // moment is when to kill imgform.
 type moment struct {
-	stage int
-	desc  string
+	rank   int    // place in the build: moments run in this order
+	target string // the step the moment interrupts or follows; the moment needs it to run
+	desc   string
+	// afterBoot starts the delay of a timed trigger only once the guest is up.
+	afterBoot bool
+	// inCommit kills, once the trigger fired, as soon as imgform has a layer of an uncommitted object
+	// open: it is hashing that layer to commit it (watchLayerCommit).
+	inCommit bool
 	// trigger returns true when the event just seen is the moment; it may instead arm a timer with
 	// after (the moment is then that long after the event).
 	trigger func(e event) (now bool, after time.Duration)
@@ -198,117 +208,129 @@ type moment struct {
 
 func (m moment) String() string { return m.desc }
 
-// pickMoments picks n moments in build order (a killed step is started again, so several moments can
-// interrupt the same stage one after the other).
-func pickMoments(rng *rand.Rand, n int) []moment {
-	// How many of each kind, scaled from 20: 3 downloads, 2 early step_finished, 4 boots,
-	// 3 provisioners, 1 cleanup, 3 step_finished of disk steps, 4 exports.
-	weights := []struct{ stage, n int }{
-		{stageDownload, 3}, {stageFinishedEarly, 2}, {stageBoot, 4}, {stageProvision, 3},
-		{stageCleanup, 1}, {stageFinishedDisk, 3}, {stageExport, 4},
-	}
-	var stages []int
-	for _, w := range weights {
-		for range w.n {
-			stages = append(stages, w.stage)
-		}
-	}
-	for len(stages) < n {
-		stages = append(stages, weights[rng.IntN(len(weights))].stage)
-	}
-	rng.Shuffle(len(stages), func(i, j int) { stages[i], stages[j] = stages[j], stages[i] })
-	stages = stages[:n]
-	sort.Ints(stages)
+// The steps of the drill configuration in build order, for ranks.
+var drillSteps = []string{"seed", "fetch", "boot", "provision/networkd", "provision/motd", "cleanup", "export/qcow2"}
 
-	var out []moment
-	early := []string{"seed", "fetch"} // seed finishes first: it takes no time
-	disk := []string{"boot", "provision/networkd", "provision/motd", "cleanup"}
-	var diskPicks []string
-	nDisk := 0
-	for _, s := range stages {
-		if s == stageFinishedDisk {
-			nDisk++
+func stepRank(step string) int {
+	for i, s := range drillSteps {
+		if s == step {
+			return 10 * i
 		}
 	}
-	if nDisk > 0 {
-		perm := rng.Perm(len(disk))[:min(nDisk, len(disk))]
-		sort.Ints(perm)
-		for _, i := range perm {
-			diskPicks = append(diskPicks, disk[i])
-		}
-	}
-	nEarly := 0
-	for _, s := range stages {
-		switch s {
-		case stageDownload:
+	panic(step)
+}
+
+// pickMoments picks n moments (3 mid-download, 2 right after the step_finished of seed and fetch, 3
+// mid-boot, 1 mid-layer commit, 3 mid-provisioner, 1 mid-cleanup, 3 right after the step_finished of a disk step, 4 mid-export
+// for 20; more are drawn at random among these kinds) and sorts them in build order. A killed step runs
+// again on the next apply, so several moments can interrupt the same step one after the other.
+func pickMoments(rng *rand.Rand, n int) []moment {
+	kinds := []struct {
+		n    int
+		make func() moment
+	}{
+		{3, func() moment {
 			frac := 0.05 + 0.9*rng.Float64()
-			out = append(out, moment{stage: s, desc: fmt.Sprintf("mid-download at %.0f%%", 100*frac),
+			return moment{rank: stepRank("fetch") - 5, target: "fetch", desc: fmt.Sprintf("mid-download at %.0f%%", 100*frac),
 				trigger: func(e event) (bool, time.Duration) {
 					return e.Type == "step_progress" && e.Phase == "download" && e.Total > 0 && float64(e.Done) >= frac*float64(e.Total), 0
-				}})
-		case stageFinishedEarly:
-			step := early[min(nEarly, len(early)-1)]
-			nEarly++
-			out = append(out, finishedMoment(s, step))
-		case stageBoot:
+				}}
+		}},
+		{3, func() moment {
 			delay := time.Duration(3+rng.IntN(177)) * time.Second
-			out = append(out, moment{stage: s, desc: fmt.Sprintf("mid-boot, %s after it started", delay),
+			return timedMoment("boot", delay, "mid-boot")
+		}},
+		{1, func() moment {
+			step := []string{"boot", "provision/networkd", "provision/motd", "cleanup"}[rng.IntN(4)]
+			return moment{rank: stepRank(step) - 2, target: step, desc: "mid-layer commit of " + step, inCommit: true,
 				trigger: func(e event) (bool, time.Duration) {
-					return false, startedAfter(e, "boot", delay)
-				}})
-		case stageProvision:
-			name := []string{"networkd", "motd"}[rng.IntN(2)]
-			delay := time.Duration(rng.IntN(3000)) * time.Millisecond
-			out = append(out, moment{stage: s, desc: fmt.Sprintf("mid-provisioner %s, %s after it started", name, delay),
-				trigger: func(e event) (bool, time.Duration) {
-					return false, startedAfter(e, "provision/"+name, delay)
-				}})
-		case stageCleanup:
-			delay := time.Duration(rng.IntN(15000)) * time.Millisecond
-			out = append(out, moment{stage: s, desc: fmt.Sprintf("mid-cleanup, %s after it started", delay),
-				trigger: func(e event) (bool, time.Duration) {
-					return false, startedAfter(e, "cleanup", delay)
-				}})
-		case stageFinishedDisk:
-			step := "cleanup"
-			if len(diskPicks) > 0 {
-				step, diskPicks = diskPicks[0], diskPicks[1:]
+					return e.Type == "step_started" && e.Step == drillImageName+"/"+step, 0
+				}}
+		}},
+		{3, func() moment {
+			name := "provision/" + []string{"networkd", "motd"}[rng.IntN(2)]
+			return timedMoment(name, time.Duration(rng.IntN(3000))*time.Millisecond, "mid-provisioner "+strings.TrimPrefix(name, "provision/"))
+		}},
+		{1, func() moment {
+			return timedMoment("cleanup", time.Duration(rng.IntN(15000))*time.Millisecond, "mid-cleanup")
+		}},
+		{4, func() moment {
+			if rng.IntN(3) == 0 {
+				return timedMoment("export/qcow2", time.Duration(rng.IntN(2000))*time.Millisecond, "export")
 			}
-			out = append(out, finishedMoment(s, step))
-		case stageExport:
-			switch rng.IntN(3) {
-			case 0:
-				delay := time.Duration(rng.IntN(2000)) * time.Millisecond
-				out = append(out, moment{stage: s, desc: fmt.Sprintf("export, %s after it started", delay),
-					trigger: func(e event) (bool, time.Duration) {
-						return false, startedAfter(e, "export/qcow2", delay)
-					}})
-			default:
-				phase := []string{"flatten", "compress"}[rng.IntN(2)]
-				frac := 0.05 + 0.9*rng.Float64()
-				out = append(out, moment{stage: s, desc: fmt.Sprintf("mid-export, %s at %.0f%%", phase, 100*frac),
-					trigger: func(e event) (bool, time.Duration) {
-						return e.Type == "step_progress" && e.Phase == phase && e.Total > 0 && float64(e.Done) >= frac*float64(e.Total), 0
-					}})
-			}
+			phase := []string{"flatten", "compress"}[rng.IntN(2)]
+			frac := 0.05 + 0.9*rng.Float64()
+			return moment{rank: stepRank("export/qcow2") - 5, target: "export/qcow2", desc: fmt.Sprintf("mid-export, %s at %.0f%%", phase, 100*frac),
+				trigger: func(e event) (bool, time.Duration) {
+					return e.Type == "step_progress" && e.Phase == phase && e.Total > 0 && float64(e.Done) >= frac*float64(e.Total), 0
+				}}
+		}},
+	}
+	// Right after a step_finished: seed and fetch, then distinct disk steps (a step finishes once).
+	var out []moment
+	finished := []string{"seed", "fetch"}
+	for _, i := range rng.Perm(4)[:3] {
+		finished = append(finished, []string{"boot", "provision/networkd", "provision/motd", "cleanup"}[i])
+	}
+	for _, step := range finished {
+		out = append(out, finishedMoment(step))
+	}
+	for _, k := range kinds {
+		for range k.n {
+			out = append(out, k.make())
 		}
 	}
+	for len(out) < n {
+		k := kinds[rng.IntN(len(kinds))]
+		out = append(out, k.make())
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	out = out[:n]
+	sort.SliceStable(out, func(i, j int) bool { return out[i].rank < out[j].rank })
 	return out
 }
 
-func finishedMoment(stage int, step string) moment {
-	return moment{stage: stage, desc: "right after step_finished " + step,
+// timedMoment is delay after step started. For a provisioner or the cleanup the delay counts from when
+// the guest is up (see applyAndKill): a session that resumes from a cached layer starts its first step
+// with the boot.
+func timedMoment(step string, delay time.Duration, what string) moment {
+	desc := fmt.Sprintf("%s, %s after the step started", what, delay)
+	afterBoot := step != "boot" && step != "export/qcow2"
+	if afterBoot {
+		desc = fmt.Sprintf("%s, %s after the step started in the running guest", what, delay)
+	}
+	return moment{rank: stepRank(step) - 5, target: step, desc: desc, afterBoot: afterBoot,
 		trigger: func(e event) (bool, time.Duration) {
-			return e.Type == "step_finished" && e.Status == "done" && e.Step == drillImageName+"/"+step, 0
+			if e.Type == "step_started" && e.Step == drillImageName+"/"+step {
+				return false, max(delay, time.Nanosecond)
+			}
+			return false, 0
 		}}
 }
 
-// startedAfter returns delay when e starts step (0 means: not this event; a zero delay is 1ns).
-func startedAfter(e event, step string, delay time.Duration) time.Duration {
-	if e.Type == "step_started" && e.Step == drillImageName+"/"+step {
-		return max(delay, time.Nanosecond)
+// guestUp waits until the VM of the cache's running session has finished booting: cloud-init's final
+// message is on its serial console (a session that goes on from a step it ran has it already).
+func guestUp(ctx context.Context, cache string) {
+	for ctx.Err() == nil {
+		logs, _ := filepath.Glob(filepath.Join(cache, "work", "*", "state", "serial.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), "Cloud-init v.") && strings.Contains(string(b), " finished at ") {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return 0
+}
+
+// finishedMoment is right after the step_finished (done) event of step.
+func finishedMoment(step string) moment {
+	return moment{rank: stepRank(step), target: step, desc: "right after step_finished " + step,
+		trigger: func(e event) (bool, time.Duration) {
+			return e.Type == "step_finished" && e.Status == "done" && e.Step == drillImageName+"/"+step, 0
+		}}
 }
 
 // killed is what applyAndKill saw.
@@ -339,11 +361,12 @@ func (d *drill) applyAndKill(m moment) killed {
 	}
 	var mu sync.Mutex
 	var k killed
+	exited := false // imgform closed its stdout: it has exited, no more kills
 	running := map[string]bool{}
 	kill := func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if k.killed {
+		if k.killed || exited {
 			return
 		}
 		k.killed = true
@@ -362,6 +385,7 @@ func (d *drill) applyAndKill(m moment) killed {
 	sc := bufio.NewScanner(io.TeeReader(stdout, &out))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	var timer *time.Timer
+	var watchStop chan struct{}
 	for sc.Scan() {
 		var e event
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
@@ -377,14 +401,32 @@ func (d *drill) applyAndKill(m moment) killed {
 		mu.Unlock()
 		now, after := m.trigger(e)
 		switch {
-		case now:
+		case now && m.inCommit && watchStop == nil:
+			watchStop = make(chan struct{})
+			go watchLayerCommit(cmd.Process.Pid, kill, watchStop)
+		case now && !m.inCommit:
 			kill()
+		case after > 0 && timer == nil && m.afterBoot:
+			timer = time.AfterFunc(0, func() {
+				guestUp(ctx, d.cache)
+				select {
+				case <-ctx.Done():
+				case <-time.After(after):
+					kill()
+				}
+			})
 		case after > 0 && timer == nil:
 			timer = time.AfterFunc(after, kill)
 		}
 	}
+	mu.Lock()
+	exited = true
+	mu.Unlock()
 	if timer != nil {
 		timer.Stop()
+	}
+	if watchStop != nil {
+		close(watchStop)
 	}
 	err = cmd.Wait()
 	k.r = result{args: args, stdout: out.String(), stderr: stderr.String(), elapsed: time.Since(start), code: exitCode(err)}
@@ -401,6 +443,28 @@ func (d *drill) applyAndKill(m moment) killed {
 		k.killed = false
 	}
 	return k
+}
+
+// watchLayerCommit fires when imgform itself has a layer of a write in progress open: that is the hashing
+// of a commit (QEMU is another process, and qemu-img create -u does not open the layer below).
+func watchLayerCommit(pid int, fire func(), stop <-chan struct{}) {
+	re := regexp.MustCompile(`/objects/[0-9a-f]{2}/\.tmp-[^/]+/data/disk\.qcow2$`)
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		entries, _ := os.ReadDir(fdDir)
+		for _, e := range entries {
+			if target, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && re.MatchString(target) {
+				fire()
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // checkAfterKill checks the cache, the processes and the output folder after imgform was killed.

@@ -45,6 +45,10 @@ func openUnnamed(dir string) (*os.File, error) {
 	if !useTmpfile {
 		return nil, nil
 	}
+	// qemu-img opens the file, and Commit names it, through /proc.
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		return nil, nil
+	}
 	f, err := os.OpenFile(dir, os.O_RDWR|unix.O_TMPFILE, 0o600)
 	switch {
 	case err == nil:
