@@ -99,6 +99,7 @@ func (e *ConnLostError) Unwrap() error { return e.Err }
 type session struct {
 	cmd    string
 	stdin  io.Reader // nil: a pipe held open until the command ends, closed to cancel it
+	prefix []byte    // with a nil stdin: written to the pipe first (runWrapper's script)
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -123,6 +124,11 @@ func execSession(ctx context.Context, conn *ssh.Client, s session) (int, error) 
 		return -1, &ConnLostError{Err: err}
 	}
 	var copyErr chan error
+	if s.stdin == nil && len(s.prefix) > 0 {
+		// In its own goroutine: a write can wait for the channel's window. An error shows as the command's
+		// (the wrapper exits 125 without its script) or as the lost connection.
+		go func() { _, _ = stdin.Write(s.prefix) }()
+	}
 	if s.stdin != nil {
 		copyErr = make(chan error, 1)
 		go func() {

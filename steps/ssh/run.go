@@ -21,19 +21,32 @@ type RunOptions struct {
 	Idempotent bool
 }
 
-// runWrapper runs the script "$1" in a process group of its own and kills that group when its standard
-// input ends. Closing the session, or the connection breaking, ends the input, so a cancelled or orphaned
-// command dies with everything it started instead of running on unseen; sshd alone would only close its
-// pipes. The command's own input is /dev/null: the pipe belongs to the wrapper. fd 3 keeps the pipe for the
-// watcher, since a shell without job control gives background jobs /dev/null as input. The exit status is
-// the command's, 128+9 when it was killed.
+// runWrapper runs a script in a process group of its own and kills that group when its standard input
+// ends. The script itself (the environment's exports and the command) comes first on standard input, as a
+// line with its length in bytes and then the bytes, so that no value is on a command line: sudo logs the
+// command lines it runs to the journal, which ships in the image, and every user in the guest can read a
+// command line in ps. The child gets the script in an environment variable (readable only by its own user)
+// and unsets it before running it.
+//
+// After the script, the input stays open: closing the session, or the connection breaking, ends it, so a
+// cancelled or orphaned command dies with everything it started instead of running on unseen; sshd alone
+// would only close its pipes. The command's own input is /dev/null: the pipe belongs to the wrapper. fd 3
+// keeps the pipe for the watcher, since a shell without job control gives background jobs /dev/null as
+// input. The exit status is the command's, 128+9 when it was killed, 125 when the script did not arrive
+// whole (a cut connection must not run the first half of a command).
 const runWrapper = `exec 3<&0
+IFS= read -r n <&3 && [ "$n" -ge 0 ] 2>/dev/null || { echo 'imgform-run: no script on standard input' >&2; exit 125; }
+s=$(head -c "$n" <&3; echo .)
+s=${s%.}
+[ "$(printf %s "$s" | wc -c)" -eq "$n" ] || { echo 'imgform-run: the script arrived incomplete' >&2; exit 125; }
+run='s=$IMGFORM_SCRIPT; unset IMGFORM_SCRIPT; eval "$s"'
 if command -v setsid >/dev/null 2>&1; then
-  setsid sh -c "$1" </dev/null 3<&- &
+  IMGFORM_SCRIPT=$s setsid sh -c "$run" </dev/null 3<&- &
 else
-  sh -c "$1" </dev/null 3<&- &
+  IMGFORM_SCRIPT=$s sh -c "$run" </dev/null 3<&- &
 fi
 pid=$!
+unset s
 { cat <&3 >/dev/null 2>&1; kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; } >/dev/null 2>&1 &
 watch=$!
 exec 3<&-
@@ -42,19 +55,20 @@ rc=$?
 kill "$watch" 2>/dev/null
 exit "$rc"`
 
-// commandLine returns what is sent to sshd for cmd: the environment exports and cmd as one script, run by
-// the wrapper, under sudo when asked. sudo goes outside the wrapper so that the wrapper can kill the root
-// processes it started.
-func commandLine(cmd string, opts RunOptions) (string, error) {
+// commandLine returns what is sent to sshd, which holds no part of the command or its environment, and
+// the script that goes to the wrapper's standard input: the environment exports and cmd. sudo goes outside
+// the wrapper so that the wrapper can kill the root processes it started.
+func commandLine(cmd string, opts RunOptions) (line string, script []byte, err error) {
 	exports, err := exportLines(opts.Env)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	line := "sh -c " + Quote(runWrapper) + " imgform-run " + Quote(exports+cmd)
+	line = "sh -c " + Quote(runWrapper) + " imgform-run"
 	if opts.Sudo {
 		line = "sudo -n -- " + line
 	}
-	return line, nil
+	body := exports + cmd
+	return line, fmt.Appendf(nil, "%d\n%s", len(body), body), nil
 }
 
 // Run runs cmd (a shell script) in the guest and returns its exit code; err is set only when the exit code
@@ -62,10 +76,10 @@ func commandLine(cmd string, opts RunOptions) (string, error) {
 // or the client could not reconnect. A connection that fails before the command starts is re-dialed and
 // the command sent again, up to a few times.
 //
-// The script travels on the command line, where Linux limits one argument to 128 KiB: upload a longer
-// script first and run the file.
+// The script reaches the command in an environment variable, where Linux limits one string to 128 KiB:
+// upload a longer script first and run the file.
 func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (int, error) {
-	line, err := commandLine(cmd, opts)
+	line, script, err := commandLine(cmd, opts)
 	if err != nil {
 		return -1, err
 	}
@@ -75,7 +89,7 @@ func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (int, err
 		if err != nil {
 			return -1, err
 		}
-		code, err := execSession(ctx, conn, session{cmd: line, stdout: out.stdout, stderr: out.stderr})
+		code, err := execSession(ctx, conn, session{cmd: line, prefix: script, stdout: out.stdout, stderr: out.stderr})
 		if ferr := out.flush(); ferr != nil && err == nil {
 			return code, fmt.Errorf("ssh: write output: %w", ferr)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -351,4 +352,78 @@ func processesWith(s string) []string {
 		}
 	}
 	return found
+}
+
+// The environment and the script go to the guest on standard input: a command line can be read by every
+// user in the guest (ps) and sudo logs it to the journal, which ships in the image.
+func TestRunKeepsScriptAndEnvironmentOffCommandLines(t *testing.T) {
+	c, _ := localClient(t)
+	secret := "s3cret-" + strconv.Itoa(os.Getpid())
+	script := "# script-marker-" + strconv.Itoa(os.Getpid()) + "\n" +
+		`test "$SECRET" = "$WANT" || exit 9
+for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f" 2>/dev/null; echo; done`
+	out, code, err := c.Output(context.Background(), script, RunOptions{Env: map[string]string{"SECRET": secret, "WANT": secret}})
+	if err != nil || code != 0 {
+		t.Fatalf("Run: %d, %v", code, err)
+	}
+	if !strings.Contains(string(out), "imgform-run") {
+		t.Fatalf("the command lines do not show the wrapper; the check sees nothing:\n%s", out)
+	}
+	for _, marker := range []string{secret, "script-marker-"} {
+		if strings.Contains(string(out), marker) {
+			t.Errorf("%q is on a command line:\n%s", marker, out)
+		}
+	}
+	if _, err := c.Run(context.Background(), `env | grep -q IMGFORM_SCRIPT && exit 1 || exit 0`, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A script cut short (the connection broke while it was sent) must not run at all: its first half could
+// be "rm -rf /" of "rm -rf /var/tmp/x". The input stays open after a whole script, as the session's does.
+func TestRunWrapperRefusesAnIncompleteScript(t *testing.T) {
+	for name, tc := range map[string]struct {
+		input    string
+		whole    bool
+		wantCode int
+		wantOut  string
+	}{
+		"whole":           {"9\necho ran\n", true, 0, "ran\n"},
+		"whole, empty":    {"0\n", true, 0, ""},
+		"cut short":       {"20\necho ran\n", false, 125, ""},
+		"no length":       {"", false, 125, ""},
+		"not a length":    {"x\necho ran\n", false, 125, ""},
+		"negative length": {"-1\necho ran\n", false, 125, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command("sh", "-c", runWrapper, "imgform-run")
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			cmd.Stdout = &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(stdin, tc.input); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.whole {
+				_ = stdin.Close()
+			}
+			err = cmd.Wait()
+			_ = stdin.Close()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.wantCode || out.String() != tc.wantOut {
+				t.Errorf("exit %d, stdout %q; want %d, %q", code, out.String(), tc.wantCode, tc.wantOut)
+			}
+		})
+	}
 }
