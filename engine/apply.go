@@ -194,12 +194,16 @@ func (a *applier) finish(sp *StepPlan, status StepStatus, err error) {
 	a.e.hooks().StepFinished(sp, status, elapsed, err)
 }
 
-// runStep wraps a single-step unit with start and finish events.
-func (a *applier) runStep(sp *StepPlan, fn func(ctx context.Context) error) func(ctx context.Context) error {
+// runStep wraps a single-step unit with start and finish events. fn tells whether it built the step's
+// result: when another apply built it while this one waited for its lock, the step is cached, as the disk
+// steps are in runGuest, not done.
+func (a *applier) runStep(sp *StepPlan, fn func(ctx context.Context) (built bool, err error)) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		a.start(sp)
-		err := fn(ctx)
+		built, err := fn(ctx)
 		switch {
+		case err == nil && !built:
+			a.finish(sp, StatusCached, nil)
 		case err == nil:
 			a.finish(sp, StatusDone, nil)
 		case ctx.Err() != nil:
@@ -255,11 +259,12 @@ func (a *applier) units() []*unit {
 			sp := u.steps[0]
 			switch sp.step.Kind {
 			case KindFetch:
-				u.run = a.runStep(sp, func(ctx context.Context) error { return a.runFetch(ctx, sp) })
+				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return a.runFetch(ctx, sp) })
 			case KindSeed:
-				u.run = a.runStep(sp, func(ctx context.Context) error { return a.runSeed(ctx, sp) })
+				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return a.runSeed(ctx, sp) })
 			case KindExport:
-				u.run = a.runStep(sp, func(ctx context.Context) error { return a.runExport(ctx, sp) })
+				// An export always writes its output: the file is not in the store, so nobody builds it meanwhile.
+				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return true, a.runExport(ctx, sp) })
 			}
 		}
 	}

@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
@@ -83,6 +85,96 @@ func TestConcurrentAppliesInSeparateProcesses(t *testing.T) {
 	}
 	if p := te.plan(te.load()); p.ToRun != 0 {
 		t.Errorf("plan after both: %v", actions(p))
+	}
+}
+
+// Two applies of two configurations that share every step, both waiting for the locks of the fetch and
+// the seed: when these are free, each step is built by one apply and reported cached by the other, which
+// waited for it (fetch and seed as the disk steps), and the steps ran counts each step once. Each apply
+// writes its own export.
+func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	other := te.sibling()
+	other.writeBase()
+	p := te.plan(te.load())
+	if p.ToRun != 8 {
+		t.Fatalf("plan %v", actions(p))
+	}
+
+	// The test holds the fetch's and the seed's locks, as a third apply building them would.
+	ctx := context.Background()
+	var held []*state.Lock
+	want := map[string]bool{}
+	for _, id := range []string{"base/fetch", "base/seed"} {
+		key := p.Step(id).step.Key
+		lock, err := te.store.LockKey(ctx, key, state.LockOptions{Purpose: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, lock)
+		want["object "+key.Short()] = true
+	}
+
+	type applied struct {
+		res *Result
+		err error
+	}
+	envs := []*testEnv{te, other}
+	recs := []lockWaits{newLockWaits(), newLockWaits()}
+	results := make([]chan applied, len(envs))
+	for i, env := range envs {
+		results[i] = make(chan applied, 1)
+		cfg := env.load()
+		go func() {
+			res, err := env.engine(recs[i]).Apply(ctx, cfg)
+			results[i] <- applied{res, err}
+		}()
+	}
+	// Release the locks only when both applies have planned every step to run and wait for both locks.
+	timeout := time.After(time.Minute)
+	for i, rec := range recs {
+		waiting := map[string]bool{}
+		for len(waiting) < len(want) {
+			select {
+			case name := <-rec.names:
+				if want[name] {
+					waiting[name] = true
+				}
+			case <-timeout:
+				t.Fatalf("apply %d waits for %v only, want %v", i, waiting, want)
+			}
+		}
+	}
+	for _, lock := range held {
+		if err := lock.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ran := 0
+	for i := range envs {
+		r := <-results[i]
+		if r.err != nil {
+			t.Fatalf("apply %d: %v", i, r.err)
+		}
+		ran += r.res.Ran
+	}
+	for _, ip := range p.Images {
+		for _, sp := range ip.Steps {
+			got := []string{string(recs[0].finished[sp.ID]), string(recs[1].finished[sp.ID])}
+			sort.Strings(got)
+			want := []string{string(StatusCached), string(StatusDone)}
+			if sp.Kind == KindExport {
+				want = []string{string(StatusDone), string(StatusDone)}
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("%s finished %v in the two applies, want %v", sp.ID, got, want)
+			}
+		}
+	}
+	if ran != 9 {
+		t.Errorf("the two applies ran %d steps together, want 9 (each step once, and each its export)", ran)
 	}
 }
 

@@ -281,3 +281,34 @@ func sha256File(t *testing.T, path string) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// sibling is another configuration folder on the same cache, with its own guest: a second apply of the
+// same images that shares every key with te's but not its record lock.
+func (te *testEnv) sibling() *testEnv {
+	te.t.Helper()
+	return &testEnv{t: te.t, dir: te.t.TempDir(), store: te.store, guest: &layerGuest{}}
+}
+
+// lockWaits is a recorder that also sends the name of each lock its apply starts to wait for ("object
+// 3fa9c2e81b0d"). Sends that find the channel full are dropped.
+type lockWaits struct {
+	*recorder
+	names chan string
+}
+
+func newLockWaits() lockWaits {
+	return lockWaits{recorder: newRecorder(), names: make(chan string, 64)}
+}
+
+func (r lockWaits) Message(level Level, text string) {
+	r.recorder.Message(level, text)
+	name, ok := strings.CutPrefix(text, "waiting for lock on ")
+	if !ok {
+		return
+	}
+	name, _, _ = strings.Cut(name, " held by ")
+	select {
+	case r.names <- name:
+	default:
+	}
+}

@@ -24,8 +24,8 @@ func (a *applier) lockOptions(purpose string) state.LockOptions {
 }
 
 // runFetch downloads (or copies) the source into the store and checks that it is a disk image that fits
-// the machine's disk_size.
-func (a *applier) runFetch(ctx context.Context, sp *StepPlan) error {
+// the machine's disk_size. built is false when another apply fetched it while this one waited for the lock.
+func (a *applier) runFetch(ctx context.Context, sp *StepPlan) (built bool, err error) {
 	s := sp.step
 	img := s.Image
 	loc := img.Source.URL
@@ -33,7 +33,7 @@ func (a *applier) runFetch(ctx context.Context, sp *StepPlan) error {
 		loc = img.Source.Path
 	}
 	sum := a.p.kc.checksums[img.Name]
-	_, _, err := a.e.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: string(KindFetch), Image: img.Name, Step: s.ID},
+	_, built, err = a.e.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: string(KindFetch), Image: img.Name, Step: s.ID},
 		a.lockOptions(fmt.Sprintf("fetch of image %s", img.Name)),
 		func(ctx context.Context, w *state.Writer) error {
 			dest, err := w.Path(SourceFile)
@@ -61,7 +61,7 @@ func (a *applier) runFetch(ctx context.Context, sp *StepPlan) error {
 			}
 			return w.WriteFile(sourceInfoFile, meta, 0o644)
 		})
-	return err
+	return built, err
 }
 
 // sourceDisk returns the disk of a fetch object.

@@ -17,9 +17,10 @@ const BuildKeyPubFile = "build_key.pub"
 
 // runSeed makes the cidata ISO with a fresh build key. The key is random, so the ISO differs from build to
 // build, but the step key does not (keys.go): the key belongs to the layer chain built from this seed.
-func (a *applier) runSeed(ctx context.Context, sp *StepPlan) error {
+// built is false when another apply made the seed while this one waited for the lock.
+func (a *applier) runSeed(ctx context.Context, sp *StepPlan) (built bool, err error) {
 	s := sp.step
-	_, _, err := a.e.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: string(KindSeed), Image: s.Image.Name, Step: s.ID},
+	_, built, err = a.e.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: string(KindSeed), Image: s.Image.Name, Step: s.ID},
 		a.lockOptions(fmt.Sprintf("seed of image %s", s.Image.Name)),
 		func(ctx context.Context, w *state.Writer) error {
 			key, err := ssh.GenerateKey()
@@ -47,7 +48,7 @@ func (a *applier) runSeed(ctx context.Context, sp *StepPlan) error {
 			}
 			return w.WriteFile(BuildKeyPubFile, []byte(pub+"\n"), 0o644)
 		})
-	return err
+	return built, err
 }
 
 // instanceID is stable for a seed key: a build that resumes from a cached layer boots with the same
