@@ -211,14 +211,14 @@ func (d *decoder) userdata(b *hcl.Block) Userdata {
 var cleanupSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "cloud_init"}, {Name: "machine_id"}, {Name: "ssh_host_keys"}, {Name: "resolved"},
-		{Name: "logs"}, {Name: "apt_lists"}, {Name: "trim"},
+		{Name: "logs"}, {Name: "apt_lists"}, {Name: "trim"}, {Name: "zero_free_space"},
 	},
 }
 
-// cleanup defaults to what a golden image needs (no instance identity, no host keys, trimmed); only the
-// optional extras (resolved, logs, apt lists) are off unless asked for.
+// cleanup defaults to what a golden image needs (no instance identity, no host keys, no deleted data in
+// free space, trimmed); only the optional extras (resolved, logs, apt lists) are off unless asked for.
 func (d *decoder) cleanup(b *hcl.Block, imgRange hcl.Range) Cleanup {
-	cl := Cleanup{CloudInit: true, MachineID: true, SSHHostKeys: true, Trim: true, DeclRange: imgRange}
+	cl := Cleanup{CloudInit: true, MachineID: true, SSHHostKeys: true, Trim: true, ZeroFreeSpace: true, DeclRange: imgRange}
 	if b == nil {
 		return cl
 	}
@@ -232,6 +232,7 @@ func (d *decoder) cleanup(b *hcl.Block, imgRange hcl.Range) Cleanup {
 	d.boolean(a, "logs", &cl.Logs)
 	d.boolean(a, "apt_lists", &cl.AptLists)
 	d.boolean(a, "trim", &cl.Trim)
+	d.boolean(a, "zero_free_space", &cl.ZeroFreeSpace)
 	return cl
 }
 

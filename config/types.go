@@ -144,8 +144,12 @@ type Cleanup struct {
 	Logs        bool // truncate logs and the journal
 	AptLists    bool // remove /var/lib/apt/lists/*
 	Trim        bool // fstrim free space so the export stays small
-	DeclRange   hcl.Range
-	VarRefs     []string
+	// ZeroFreeSpace overwrites the free space of the guest's file systems with zeros before the trim: a
+	// deleted file's blocks (cloud-init's copies of the user-data, the build user's key) ship in the
+	// image otherwise, since the trim frees only whole clusters of the disk layer.
+	ZeroFreeSpace bool
+	DeclRange     hcl.Range
+	VarRefs       []string
 }
 
 // Output is one exported file of an image.

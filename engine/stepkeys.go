@@ -55,8 +55,8 @@ func (kc *keyContext) computeKey(ctx context.Context, s *Step) error {
 		b.addKey("step "+s.Parent.ID, s.Parent.Key)
 		c := s.Image.Cleanup
 		err = b.addJSON("cleanup", struct {
-			CloudInit, MachineID, SSHHostKeys, Resolved, Logs, AptLists, Trim bool
-		}{c.CloudInit, c.MachineID, c.SSHHostKeys, c.Resolved, c.Logs, c.AptLists, c.Trim})
+			CloudInit, MachineID, SSHHostKeys, Resolved, Logs, AptLists, Trim, ZeroFreeSpace bool
+		}{c.CloudInit, c.MachineID, c.SSHHostKeys, c.Resolved, c.Logs, c.AptLists, c.Trim, c.ZeroFreeSpace})
 		kc.explainVars(b, c.VarRefs)
 	case KindExport:
 		b.addKey("step "+s.Parent.ID, s.Parent.Key)

@@ -102,13 +102,14 @@ image "debian-12-base" {
   }
 
   cleanup {
-    cloud_init    = true
-    machine_id    = true
-    ssh_host_keys = true
-    resolved      = true
-    apt_lists     = true
-    logs          = true
-    trim          = true
+    cloud_init      = true
+    machine_id      = true
+    ssh_host_keys   = true
+    resolved        = true
+    apt_lists       = true
+    logs            = true
+    zero_free_space = true
+    trim            = true
   }
 
   output "qcow2" {

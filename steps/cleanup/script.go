@@ -76,6 +76,14 @@ func Script(o Options) string {
 		w("rm -f /etc/ssh/ssh_host_*")
 	}
 	w("sync")
+	if o.ZeroFreeSpace {
+		// Last of the deletions: the trim frees only whole 64 KiB clusters of the disk layer, so a deleted
+		// file's 4 KiB blocks that share a cluster with live data reach the export. dd ends with ENOSPC,
+		// which is the point; the fill file goes before anything else needs the space.
+		w("# overwrite what deleted files left in free space (cloud-init's user-data, the build key)")
+		b.WriteString(zeroFill("$(findmnt -rn -O rw -o TARGET -t ext2,ext3,ext4,xfs,btrfs,vfat 2>/dev/null || echo /)"))
+		w("sync")
+	}
 	if o.Trim {
 		w("# discard free blocks so the export stays small; a second sync after fstrim")
 		w("fstrim --all --verbose || fstrim --verbose / || true")
@@ -83,6 +91,31 @@ func Script(o Options) string {
 	}
 	w(PowerOff)
 	return b.String()
+}
+
+// zeroFill returns commands that fill the free space of each file system mounted at the targets the shell
+// words mounts expand to with a file of zeros, then delete it. dd ends with ENOSPC, which is the point.
+//
+// Three things ext4 does would leave deleted blocks unwritten (seen on loop-mounted ext4): with buffered
+// writes delayed allocation reserves room for metadata it may never need and reports ENOSPC early, so the
+// fill writes with O_DIRECT where it can; the last 2 % of the blocks (up to 64 MiB with 4 KiB clusters,
+// reserved_clusters) are kept back even from root, so that reserve is 0 while the fill runs; and a block
+// that the fill's extent tree took and gave back within one journal transaction is never written at all,
+// so the fill is synced before it is deleted.
+func zeroFill(mounts string) string {
+	return "for m in " + mounts + "; do\n" +
+		"  f=\"$m/.imgform-zero\"\n" +
+		"  d=$(basename \"$(findmnt -n -o SOURCE --target \"$m\" 2>/dev/null || true)\" 2>/dev/null || true)\n" +
+		"  rc=\"/sys/fs/ext4/${d:-none}/reserved_clusters\"\n" +
+		"  r=\n" +
+		"  if [ -w \"$rc\" ]; then r=$(cat \"$rc\"); echo 0 >\"$rc\"; fi\n" +
+		"  if dd if=/dev/zero of=\"$f\" bs=4k count=1 oflag=direct status=none 2>/dev/null; then o=oflag=direct; else o=conv=fsync; fi\n" +
+		"  dd if=/dev/zero of=\"$f\" bs=4M $o status=none 2>/dev/null || true\n" +
+		"  sync\n" +
+		"  rm -f \"$f\"\n" +
+		"  sync\n" +
+		"  if [ -n \"$r\" ]; then echo \"$r\" >\"$rc\"; fi\n" +
+		"done\n"
 }
 
 // PowerOff schedules the power-off outside this session, which ends normally first.
