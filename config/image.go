@@ -184,6 +184,9 @@ func (d *decoder) machine(b *hcl.Block, imgRange hcl.Range) Machine {
 	d.integer(a, "cpus", 1, 256, &m.CPUs)
 	d.str(a, "cpu", &m.CPU)
 	d.size(a, "disk_size", 64*MiB, &m.DiskSize)
+	if attr, ok := a["disk_size"]; ok {
+		m.DiskSizeRange = attr.Expr.Range()
+	}
 	d.oneOf(a, "accelerator", Accelerators, &m.Accelerator)
 	d.oneOf(a, "firmware", Firmwares, &m.Firmware)
 	d.duration(a, "boot_timeout", &m.BootTimeout)

@@ -88,6 +88,7 @@ type Machine struct {
 	BootTimeout     time.Duration
 	ShutdownTimeout time.Duration
 	DeclRange       hcl.Range
+	DiskSizeRange   hcl.Range // where disk_size's value is written, for later errors; zero when not given
 	VarRefs         []string
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,6 +204,28 @@ func TestFailedStepResumes(t *testing.T) {
 	last := te.guest.sessions[len(te.guest.sessions)-1]
 	if last[0] != "base/provision/two" {
 		t.Errorf("resumed at %s", last[0])
+	}
+}
+
+// A disk_size smaller than the source is found only after the download; the error still says where
+// disk_size is written, as the configuration's own errors do (file:line:col of the value).
+func TestDiskSizeSmallerThanSourceSaysWhere(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	if err := os.Truncate(filepath.Join(te.dir, "disk.raw"), 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, rec, err := te.apply(te.load())
+	want := filepath.Join(te.dir, "main.imgform.hcl") + ":17:17: disk_size 64MiB is smaller than the source image's virtual size of 134217728 bytes (disk.raw)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("apply error %v, want it to contain %q", err, want)
+	}
+	if got := rec.errs["base/fetch"]; rec.finished["base/fetch"] != StatusFailed || got == nil || !strings.HasPrefix(got.Error(), want) {
+		t.Errorf("fetch finished %s with %v, want %q", rec.finished["base/fetch"], got, want)
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Subject.Start.Line != 17 || ce.Subject.End.Column != 24 {
+		t.Errorf("no ConfigError with the range of disk_size's value: %#v", ce)
 	}
 }
 

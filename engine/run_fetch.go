@@ -52,7 +52,7 @@ func (a *applier) runFetch(ctx context.Context, sp *StepPlan) (built bool, err e
 				return fmt.Errorf("source %s: %w", loc, err)
 			}
 			if ds := int64(img.Machine.DiskSize); ds != 0 && ds < info.VirtualSize {
-				return fmt.Errorf("disk_size %s is smaller than the source image's virtual size of %d bytes (%s); shrinking would destroy data: set disk_size to at least that",
+				return configErrorf(img.Machine.DiskSizeRange, "disk_size %s is smaller than the source image's virtual size of %d bytes (%s); shrinking would destroy data: set disk_size to at least that",
 					img.Machine.DiskSize, info.VirtualSize, loc)
 			}
 			meta, err := json.Marshal(sourceInfo{Format: info.Format, VirtualSize: info.VirtualSize, Checksum: res.Checksum.String()})
