@@ -109,7 +109,7 @@ func TestDrill3ConcurrentApply(t *testing.T) {
 			// A step that waited for the other apply's lock and then found its result is "cached" (as the
 			// disk steps report it), not "done".
 			t.Errorf("%s is reported done by %d applies (%v), want %d: an apply that waited for another's lock "+
-				"and reused its result must report it cached (KNOWN BUG, docs/reliability.md, drill 3)", step, len(by), by, want)
+				"and reused its result must report it cached", step, len(by), by, want)
 		}
 	}
 	if len(done) != 7 {

@@ -198,8 +198,7 @@ func TestDrill6ConfigErrors(t *testing.T) {
 		}
 		check(t, "small disk_size", want{contains: []string{
 			"disk_size 1GiB is smaller than the source image's virtual size", "2147483648",
-			// Where the value comes from: the machine block of the configuration. KNOWN GAP
-			// (docs/reliability.md, drill 6): the engine's message has no position.
+			// Where the value comes from: the disk_size attribute (docs/reliability.md, drill 6).
 			"debian-12-base.imgform.hcl:",
 		}})
 	})

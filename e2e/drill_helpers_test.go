@@ -156,7 +156,7 @@ func writeDrillConfig(t *testing.T, dir, img string, o drillConfigOptions) {
 			"      write_files = [\n", "      write_files = [\n        {\n          path        = \"/etc/drill-secret\"\n          content     = \"drill secret: ${var.drill_secret}\\n\"\n          permissions = \"0600\"\n        },\n",
 			// As root (sudo logs the commands it runs) and with cleanup's default for logs (kept): what
 			// does a default build leave in /var/log?
-			"    logs          = true\n", "    logs          = false\n",
+			"    logs            = true\n", "    logs            = false\n",
 			`inline = ["test -s /etc/motd"]`, `sudo        = true`+"\n    environment = { DRILL_SECRET = var.drill_secret }"+"\n    inline      = [\"test -s /etc/motd\", \"test -n \\\"$DRILL_SECRET\\\"\", \"echo \\\"the secret is $DRILL_SECRET\\\"\"]",
 		)
 		extra += `

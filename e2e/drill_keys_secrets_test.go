@@ -191,7 +191,7 @@ func TestDrill4Secrets(t *testing.T) {
 				}
 				// Deleted files (cloud-init's copies of the user-data, the journal with sudo's command lines)
 				// stay readable in free space that fstrim could not discard.
-				t.Errorf("the %s is in the raw image at byte %d: %s (KNOWN BUG, docs/reliability.md, drill 4); around it: %s",
+				t.Errorf("the %s is in the raw image at byte %d: %s; around it: %s",
 					what, off, where, rawContext(raw, off))
 			}
 		}
@@ -240,7 +240,7 @@ func TestDrill4Secrets(t *testing.T) {
 				entries := strings.Count(string(out), "\n\n")
 				for _, needle := range []struct{ what, s string }{{"marker", marker}, {"build key (public)", pubBody}} {
 					if i := strings.Index(string(out), needle.s); i >= 0 {
-						t.Errorf("the %s is in the image's journal (/var/log/journal, %d entries) (KNOWN BUG, docs/reliability.md, drill 4): ...%s...",
+						t.Errorf("the %s is in the image's journal (/var/log/journal, %d entries): ...%s...",
 							needle.what, entries, around(string(out), i, len(needle.s)))
 					}
 				}
