@@ -15,8 +15,9 @@ import (
 // Result is what an apply did.
 type Result struct {
 	Plan *Plan
-	// Ran counts the steps that ran and succeeded; Failed those that failed.
-	Ran, Failed int
+	// Ran counts the steps that ran and succeeded; Failed those that failed; Cached those the plan was to
+	// run that another apply built meanwhile (the plan's own cached steps are in Plan.Cached).
+	Ran, Failed, Cached int
 	// Outputs are the files written or kept, per image.
 	Outputs []OutputResult
 }
@@ -91,6 +92,8 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 			res.Ran++
 		case StatusFailed:
 			res.Failed++
+		case StatusCached:
+			res.Cached++
 		}
 	}
 	a.mu.Unlock()

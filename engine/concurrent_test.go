@@ -152,13 +152,14 @@ func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
 		}
 	}
 
-	ran := 0
+	ran, cached := 0, 0
 	for i := range envs {
 		r := <-results[i]
 		if r.err != nil {
 			t.Fatalf("apply %d: %v", i, r.err)
 		}
 		ran += r.res.Ran
+		cached += r.res.Cached
 	}
 	for _, ip := range p.Images {
 		for _, sp := range ip.Steps {
@@ -175,6 +176,9 @@ func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
 	}
 	if ran != 9 {
 		t.Errorf("the two applies ran %d steps together, want 9 (each step once, and each its export)", ran)
+	}
+	if total := len(p.Images[0].Steps) * len(envs); ran+cached != total {
+		t.Errorf("ran %d + cached %d while applying = %d, want every step of both applies (%d)", ran, cached, ran+cached, total)
 	}
 }
 

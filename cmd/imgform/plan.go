@@ -136,7 +136,7 @@ func newJSONHooks(w io.Writer) *jsonHooks {
 
 func printApplySummary(w interface{ Write([]byte) (int, error) }, res *engine.Result, elapsed time.Duration) {
 	fmt.Fprintf(w, "\nApply finished in %s: %d step(s) ran, %d failed, %d cached.\n",
-		elapsed.Round(100*time.Millisecond), res.Ran, res.Failed, res.Plan.Cached)
+		elapsed.Round(100*time.Millisecond), res.Ran, res.Failed, res.Plan.Cached+res.Cached)
 	for _, o := range res.Outputs {
 		state := "unchanged"
 		if o.Written {
