@@ -70,8 +70,10 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
+	// Private to its user: the layers hold whatever the builds wrote into their guests, the seed ISOs
+	// the user-data with its sensitive values. A folder that exists keeps its mode (a user may share it).
 	for _, sub := range []string{"", "objects", "locks", "records"} {
-		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}

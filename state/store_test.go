@@ -648,3 +648,31 @@ func TestBeginNeedsParent(t *testing.T) {
 		t.Fatal("Begin on a missing parent succeeded")
 	}
 }
+
+// A new cache is private to its user (the layers hold what the builds wrote into their guests); one that
+// exists keeps the mode its owner gave it.
+func TestOpenMakesANewCachePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "cache")
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"", "objects", "locks", "records"} {
+		st, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s/%s has mode %v: other users can read the cache", dir, sub, st.Mode().Perm())
+		}
+	}
+	shared := t.TempDir()
+	if err := os.Chmod(shared, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(shared); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(shared); err != nil || st.Mode().Perm() != 0o750 {
+		t.Errorf("an existing cache folder's mode changed: %v, %v", st.Mode().Perm(), err)
+	}
+}
