@@ -62,6 +62,19 @@ func (vm *VM) exitReason() (string, error) {
 	return "", err
 }
 
+// cacheFlags maps a -drive cache mode to the node's cache options. writethrough and directsync also turn
+// the device's write cache off, which a node does not hold: the device keeps it across the snapshot.
+func cacheFlags(mode string) (direct, noFlush bool) {
+	switch mode {
+	case "unsafe":
+		return false, true
+	case "none", "directsync":
+		return true, false
+	default: // writeback, writethrough
+		return false, false
+	}
+}
+
 // Quit ends QEMU at once through QMP and waits for it to exit. The guest's unsynced writes are lost.
 func (vm *VM) Quit(ctx context.Context) error {
 	if err := vm.qmp.Quit(ctx); err != nil {
@@ -89,9 +102,7 @@ func (vm *VM) Quit(ctx context.Context) error {
 // moves the finished layer elsewhere therefore writes the layer's future path there, and QEMU, which
 // keeps the layer open, never needs the old one again.
 //
-// The new overlay keeps the drive's discard=unmap and cache mode, but not detect-zeroes=unmap: QEMU opens
-// it with the old node's flags, and detect-zeroes is not a flag. Written zeros are stored as data in later
-// layers; fstrim in the cleanup still frees blocks (checked with QEMU 7.2).
+// The new overlay gets the drive's discard=unmap, detect-zeroes=unmap and cache mode (BlockdevSnapshot).
 func (vm *VM) Snapshot(ctx context.Context, overlay string) (string, error) {
 	abs, err := filepath.Abs(overlay)
 	if err != nil {
@@ -100,7 +111,12 @@ func (vm *VM) Snapshot(ctx context.Context, overlay string) (string, error) {
 	if _, err := os.Lstat(abs); err != nil {
 		return "", fmt.Errorf("qemu: snapshot: the overlay must exist: %w", err)
 	}
-	if err := vm.qmp.BlockdevSnapshotSync(ctx, DiskID, abs); err != nil {
+	vm.mu.Lock()
+	vm.layers++
+	node := fmt.Sprintf("imgform-layer%d", vm.layers)
+	vm.mu.Unlock()
+	direct, noFlush := cacheFlags(vm.opts.DiskCache)
+	if err := vm.qmp.BlockdevSnapshot(ctx, DiskID, Overlay{File: abs, NodeName: node, Direct: direct, NoFlush: noFlush}); err != nil {
 		return "", fmt.Errorf("qemu: snapshot to %s: %w", abs, err)
 	}
 	vm.mu.Lock()

@@ -268,12 +268,39 @@ func (q *QMP) Quit(ctx context.Context) error {
 	return err
 }
 
-// BlockdevSnapshotSync switches the drive or node device to the existing qcow2 overlay at snapshotFile,
-// whose backing file becomes the image the device used until now (mode "existing": QEMU opens the file
-// without its backing and leaves its backing field as the caller wrote it).
-func (q *QMP) BlockdevSnapshotSync(ctx context.Context, device, snapshotFile string) error {
-	args := map[string]string{"device": device, "snapshot-file": snapshotFile, "format": "qcow2", "mode": "existing"}
-	return q.Execute(ctx, "blockdev-snapshot-sync", args, nil)
+// Overlay is a qcow2 image to stack on a drive, and the settings its node gets.
+type Overlay struct {
+	File     string // an existing qcow2 image; its backing field is left as written
+	NodeName string // unique among the VM's block nodes
+	// Direct and NoFlush are the cache mode of the drive (cacheFlags).
+	Direct, NoFlush bool
+}
+
+// BlockdevSnapshot opens o.File as a node without its backing file (blockdev-add) and stacks it on the
+// device's active image, which becomes its backing (blockdev-snapshot); QEMU leaves the backing field in
+// the file's header as the caller wrote it. Unlike blockdev-snapshot-sync, which opens the overlay with
+// the old node's flags only, the node gets detect-zeroes=unmap as the drive has: written zeros (the
+// cleanup's zeroing of free space) become zero clusters instead of data that grows the file.
+func (q *QMP) BlockdevSnapshot(ctx context.Context, device string, o Overlay) error {
+	add := map[string]any{
+		"driver":        "qcow2",
+		"node-name":     o.NodeName,
+		"file":          map[string]any{"driver": "file", "filename": o.File},
+		"backing":       nil,
+		"discard":       "unmap",
+		"detect-zeroes": "unmap",
+		"cache":         map[string]any{"direct": o.Direct, "no-flush": o.NoFlush},
+	}
+	if err := q.Execute(ctx, "blockdev-add", add, nil); err != nil {
+		return fmt.Errorf("blockdev-add: %w", err)
+	}
+	if err := q.Execute(ctx, "blockdev-snapshot", map[string]string{"node": device, "overlay": o.NodeName}, nil); err != nil {
+		if derr := q.Execute(ctx, "blockdev-del", map[string]string{"node-name": o.NodeName}, nil); derr != nil {
+			return fmt.Errorf("blockdev-snapshot: %w (and blockdev-del of the new node: %v)", err, derr)
+		}
+		return fmt.Errorf("blockdev-snapshot: %w", err)
+	}
+	return nil
 }
 
 func closeConn(c net.Conn) error {

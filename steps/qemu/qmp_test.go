@@ -83,8 +83,8 @@ func TestQMP(t *testing.T) {
 				`{"timestamp": {"seconds": 3, "microseconds": 4}, "event": "POWERDOWN"}`,
 				`{"timestamp": {"seconds": 5, "microseconds": 6}, "event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}}`,
 			}
-		case "blockdev-snapshot-sync":
-			return []string{fmt.Sprintf(`{"id": %s, "error": {"class": "GenericError", "desc": "Could not create file"}}`, id)}
+		case "blockdev-add":
+			return []string{fmt.Sprintf(`{"id": %s, "error": {"class": "GenericError", "desc": "Could not open '/x.qcow2': No such file or directory"}}`, id)}
 		case "quit":
 			return []string{"HANGUP"}
 		}
@@ -112,7 +112,7 @@ func TestQMP(t *testing.T) {
 	wg.Wait()
 
 	var qerr *QMPError
-	if err := q.BlockdevSnapshotSync(ctx, "disk0", "/x.qcow2"); !errors.As(err, &qerr) || qerr.Class != "GenericError" {
+	if err := q.BlockdevSnapshot(ctx, "disk0", Overlay{File: "/x.qcow2", NodeName: "n1"}); !errors.As(err, &qerr) || qerr.Class != "GenericError" {
 		t.Errorf("error reply = %v, want a *QMPError of class GenericError", err)
 	}
 	if err := q.Execute(ctx, "no-such-command", nil, nil); !errors.As(err, &qerr) || qerr.Class != "CommandNotFound" {

@@ -39,6 +39,7 @@ type VM struct {
 	shutdown   *ShutdownEvent
 	events     []Event
 	active     string // the disk image the VM writes to now
+	layers     int    // snapshots taken, for unique node names
 }
 
 // Start boots a VM. It returns once QEMU has set up its devices and answers on QMP, long before the guest
