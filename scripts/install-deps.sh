@@ -3,8 +3,9 @@
 # machine needs no network. Run as root (CI is); otherwise it prints what is missing and fails.
 set -eu
 # qemu-system-x86/qemu-utils: the build VM and qemu-img; ovmf: firmware = "uefi"; genisoimage: isoinfo reads
-# the seed back in tests; zstd: the benchmarks compare against the zstd command line.
-pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd"
+# the seed back in tests; zstd: the benchmarks compare against the zstd command line; e2fsprogs (mkfs.ext4,
+# debugfs), fdisk (sfdisk) and systemd (journalctl): the cleanup test and the drills look inside file systems.
+pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
