@@ -90,15 +90,15 @@ func (vm *VM) Quit(ctx context.Context) error {
 }
 
 // Snapshot makes the file the VM writes to now a finished, read-only layer: QEMU stacks the qcow2 overlay
-// at overlay on the current active image and sends all further writes there (QMP blockdev-snapshot-sync on
-// the disk, mode existing). It returns the path of the finished layer.
+// at overlay on the current active image and sends all further writes there (QMP BlockdevSnapshot). It
+// returns the path of the finished layer.
 //
 // Sync the guest's file systems first (run "sync" in the guest): the layer holds what the guest had
 // written to the virtual disk at this moment, like a disk after a power cut, which a journaling file system
 // replays on the next boot.
 //
 // The overlay must exist (create it with CreateOverlayUnchecked): QEMU opens it without its backing file
-// and stacks it on the active image (mode existing), so the backing field stays as written. A caller that
+// and stacks it on the active image, so the backing field stays as written. A caller that
 // moves the finished layer elsewhere therefore writes the layer's future path there, and QEMU, which
 // keeps the layer open, never needs the old one again.
 //

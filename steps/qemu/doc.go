@@ -7,7 +7,7 @@
 // (the engine's layer chain); img.go creates and inspects them with qemu-img.
 //
 // Disk layers are cut while the VM runs: after the guest has synced its file systems, Snapshot switches the
-// VM to a new overlay with QMP blockdev-snapshot-sync, and the overlay it wrote until then becomes a
+// VM to a new overlay with QMP blockdev-add and blockdev-snapshot, and the overlay it wrote until then becomes a
 // read-only backing file, which is the finished layer. See Snapshot for what the backing path looks like
 // afterwards and how to make it relative.
 package qemu
