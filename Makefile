@@ -31,11 +31,11 @@ e2e:
 
 # Failure drills (docs/reliability.md): a damaged cache, concurrent applies, secrets, a full output disk,
 # configuration errors and kill -9 at random moments of real builds. Needs root (tmpfs, loop devices).
-# Run before each release (about an hour under TCG).
+# Run before each release (about 45 minutes under TCG).
 drills:
 	$(GO) test -tags drills -count=1 -timeout 90m -v -run Drill ./e2e
 
-# The drills that fit in CI (about 30 minutes under TCG): all but the kill -9 drill (drill 1, 30 minutes).
+# The drills that fit in CI (about 20 minutes under TCG): all but the kill -9 drill (drill 1, 26 minutes).
 drills-ci:
 	$(GO) test -tags drills -count=1 -timeout 60m -v -run 'TestDrill[023456]' ./e2e
 
@@ -52,7 +52,7 @@ demo: deps build
 	$(BIN) apply -var "source_url=$$img" -var "source_checksum=file:$$img.SHA256SUMS" examples/debian-12-base
 
 # Measures full, no-op and incremental builds of the examples, their cache footprint and the export's zstd
-# against the zstd tool, and prints the figures of docs/benchmarks.md (about 40 minutes under TCG).
+# against the zstd tool, and prints the figures of docs/benchmarks.md (about 30 minutes under TCG).
 # BENCHFLAGS passes options to scripts/bench, e.g. BENCHFLAGS='-out /tmp/bench.md -keep'.
 bench: deps build
 	img=$$(scripts/build-test-image.sh) && \
