@@ -3,9 +3,7 @@
 package e2e
 
 import (
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,31 +30,14 @@ func TestDrill3ConcurrentApply(t *testing.T) {
 	// The source comes over loopback HTTP, so that the drill can count its downloads.
 	var mu sync.Mutex
 	downloads := 0
-	img := d.img
-	sums, err := os.ReadFile(img + ".SHA256SUMS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/images/SHA256SUMS":
-			_, _ = w.Write(sums)
-		case "/images/" + filepath.Base(img):
-			if r.Method == http.MethodGet {
-				mu.Lock()
-				downloads++
-				mu.Unlock()
-			}
-			http.ServeFile(w, r, img)
-		default:
-			http.NotFound(w, r)
+	d.serveSource(t, func(w http.ResponseWriter, r *http.Request, path string) {
+		if r.Method == http.MethodGet {
+			mu.Lock()
+			downloads++
+			mu.Unlock()
 		}
-	}))
-	defer srv.Close()
-	vars := fmt.Sprintf("source_url      = %q\nsource_checksum = %q\n", srv.URL+"/images/"+filepath.Base(img), "file:"+srv.URL+"/images/SHA256SUMS")
-	if err := os.WriteFile(filepath.Join(d.dir, "drill.auto.imgvars.hcl"), []byte(vars), 0o644); err != nil {
-		t.Fatal(err)
-	}
+		http.ServeFile(w, r, path)
+	})
 	other := filepath.Join(t.TempDir(), "copy")
 	if out, err := exec.Command("cp", "-r", d.dir, other).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)

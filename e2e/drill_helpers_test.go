@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -738,4 +740,31 @@ func runCmd(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// serveSource serves the drill's source image and its sums file from a loopback HTTP server, the image
+// through serveImage, and points the drill configuration at them (drill.auto.imgvars.hcl). The server
+// stops when the test ends.
+func (d *drill) serveSource(t *testing.T, serveImage func(w http.ResponseWriter, r *http.Request, path string)) {
+	t.Helper()
+	sums, err := os.ReadFile(d.img + ".SHA256SUMS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(d.img)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/images/SHA256SUMS":
+			_, _ = w.Write(sums)
+		case "/images/" + name:
+			serveImage(w, r, d.img)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	vars := fmt.Sprintf("source_url      = %q\nsource_checksum = %q\n", srv.URL+"/images/"+name, "file:"+srv.URL+"/images/SHA256SUMS")
+	if err := os.WriteFile(filepath.Join(d.dir, "drill.auto.imgvars.hcl"), []byte(vars), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -54,26 +53,7 @@ func TestDrill1KillNine(t *testing.T) {
 
 	d := newDrill(t, drillConfigOptions{})
 	// The source comes from a loopback server at 32 MiB/s, so a download takes a few seconds.
-	img := d.img
-	sums, err := os.ReadFile(img + ".SHA256SUMS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/images/SHA256SUMS":
-			_, _ = w.Write(sums)
-		case "/images/" + filepath.Base(img):
-			serveSlowly(w, r, img, 32<<20)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
-	vars := fmt.Sprintf("source_url      = %q\nsource_checksum = %q\n", srv.URL+"/images/"+filepath.Base(img), "file:"+srv.URL+"/images/SHA256SUMS")
-	if err := os.WriteFile(filepath.Join(d.dir, "drill.auto.imgvars.hcl"), []byte(vars), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	d.serveSource(t, func(w http.ResponseWriter, r *http.Request, path string) { serveSlowly(w, r, path, 32<<20) })
 
 	moments := pickMoments(rng, kills)
 	for i, m := range moments {
