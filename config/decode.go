@@ -230,7 +230,7 @@ func (d *decoder) single(blocks hcl.Blocks, typ string) *hcl.Block {
 		}
 		if found != nil {
 			d.errorf(b.DefRange, fmt.Sprintf("Duplicate %s block", typ),
-				"Only one %s block is allowed here; the first one is at %s. Merge them.", typ, pos(found.DefRange))
+				"Only one %s block is allowed here; the first one is at %s. Merge them.", typ, Pos(found.DefRange))
 			continue
 		}
 		found = b

@@ -42,8 +42,8 @@ func checkName(kind, name string, rng hcl.Range) hcl.Diagnostics {
 	}}
 }
 
-// pos renders where a range starts as file:line:col, the form editors jump to.
-func pos(r hcl.Range) string {
+// Pos renders where a range starts as file:line:col, the form editors jump to.
+func Pos(r hcl.Range) string {
 	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
@@ -124,14 +124,14 @@ func headerLine(d *hcl.Diagnostic) string {
 	if d.Subject == nil {
 		return fmt.Sprintf("%s: %s", sev, d.Summary)
 	}
-	return fmt.Sprintf("%s:%d:%d: %s: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary)
+	return fmt.Sprintf("%s: %s: %s", Pos(*d.Subject), sev, d.Summary)
 }
 
 // FormatShort renders one line per diagnostic, "file:line:col: summary: detail", for logs and tests.
 func FormatShort(d *hcl.Diagnostic) string {
 	pos := ""
 	if d.Subject != nil {
-		pos = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		pos = Pos(*d.Subject) + ": "
 	}
 	sev := "error"
 	if d.Severity == hcl.DiagWarning {

@@ -80,7 +80,7 @@ func checkOutputPaths(cfg *Config) hcl.Diagnostics {
 			p := filepath.Clean(o.Path)
 			if prev, ok := seen[p]; ok {
 				diags = append(diags, errorAt(o.DeclRange, "Duplicate output path",
-					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, pos(prev.DeclRange)))
+					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, Pos(prev.DeclRange)))
 				continue
 			}
 			seen[p] = o

@@ -64,7 +64,7 @@ func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string, localVars m
 		d.diags = append(d.diags, checkName(b.Type, name, b.LabelRanges[0])...)
 		if prev, ok := names[b.Type][name]; ok {
 			d.errorf(b.LabelRanges[0], fmt.Sprintf("Duplicate %s %q", b.Type, name),
-				"Image %q already has a %s named %q at %s. Names must be unique within an image.", img.Name, b.Type, name, pos(prev))
+				"Image %q already has a %s named %q at %s. Names must be unique within an image.", img.Name, b.Type, name, Pos(prev))
 			continue
 		}
 		names[b.Type][name] = b.LabelRanges[0]

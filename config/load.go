@@ -95,7 +95,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 		diags = append(diags, dDiags...)
 		if prev, ok := decls[d.v.Name]; ok {
 			diags = append(diags, errorAt(b.LabelRanges[0], "Duplicate variable",
-				"Variable %q is already declared at %s. Remove or rename one of them.", d.v.Name, pos(prev.v.DeclRange)))
+				"Variable %q is already declared at %s. Remove or rename one of them.", d.v.Name, Pos(prev.v.DeclRange)))
 			continue
 		}
 		decls[d.v.Name] = d
@@ -140,7 +140,7 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 		diags = append(diags, iDiags...)
 		if prev, ok := seen[img.Name]; ok {
 			diags = append(diags, errorAt(b.LabelRanges[0], "Duplicate image",
-				"Image %q is already declared at %s. Image names must be unique in a configuration folder.", img.Name, pos(prev.DeclRange)))
+				"Image %q is already declared at %s. Image names must be unique in a configuration folder.", img.Name, Pos(prev.DeclRange)))
 			continue
 		}
 		seen[img.Name] = img

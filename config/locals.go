@@ -21,7 +21,7 @@ func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) (map[string]cty.Value
 		for name, attr := range attrs {
 			if prev, ok := pending[name]; ok {
 				diags = append(diags, errorAt(attr.NameRange, "Duplicate local value",
-					"local.%s is already defined at %s. Each local value must be defined once.", name, pos(prev.NameRange)))
+					"local.%s is already defined at %s. Each local value must be defined once.", name, Pos(prev.NameRange)))
 				continue
 			}
 			pending[name] = attr

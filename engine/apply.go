@@ -48,7 +48,7 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	if removed, err := e.Store.SweepLeftovers(); err != nil {
 		e.hooks().Message(LevelWarn, fmt.Sprintf("could not remove what an interrupted apply left in the cache: %v", err))
 	} else if len(removed) > 0 {
-		e.hooks().Message(LevelInfo, fmt.Sprintf("removed %d %s an interrupted apply left in the cache", len(removed), plural(len(removed), "folder", "folders")))
+		e.hooks().Message(LevelInfo, fmt.Sprintf("removed %d folder(s) an interrupted apply left in the cache", len(removed)))
 	}
 
 	p, err := e.makePlan(ctx, cfg)
@@ -272,12 +272,4 @@ func (a *applier) units() []*unit {
 		}
 	}
 	return units
-}
-
-// plural picks the word for n things.
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

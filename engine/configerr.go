@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"gitlab.com/imgform/imgform/config"
 )
 
 // ConfigError is an error about a value of the configuration that the engine finds only while running, such
@@ -25,7 +27,7 @@ func (e *ConfigError) Error() string {
 	if e.Subject.Filename == "" {
 		return e.Err.Error()
 	}
-	return fmt.Sprintf("%s:%d:%d: %v", e.Subject.Filename, e.Subject.Start.Line, e.Subject.Start.Column, e.Err)
+	return config.Pos(e.Subject) + ": " + e.Err.Error()
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
