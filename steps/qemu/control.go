@@ -62,19 +62,6 @@ func (vm *VM) exitReason() (string, error) {
 	return "", err
 }
 
-// cacheFlags maps a -drive cache mode to the node's cache options. writethrough and directsync also turn
-// the device's write cache off, which a node does not hold: the device keeps it across the snapshot.
-func cacheFlags(mode string) (direct, noFlush bool) {
-	switch mode {
-	case "unsafe":
-		return false, true
-	case "none", "directsync":
-		return true, false
-	default: // writeback, writethrough
-		return false, false
-	}
-}
-
 // Quit ends QEMU at once through QMP and waits for it to exit. The guest's unsynced writes are lost.
 func (vm *VM) Quit(ctx context.Context) error {
 	if err := vm.qmp.Quit(ctx); err != nil {
@@ -115,8 +102,7 @@ func (vm *VM) Snapshot(ctx context.Context, overlay string) (string, error) {
 	vm.layers++
 	node := fmt.Sprintf("imgform-layer%d", vm.layers)
 	vm.mu.Unlock()
-	direct, noFlush := cacheFlags(vm.opts.DiskCache)
-	if err := vm.qmp.BlockdevSnapshot(ctx, DiskID, Overlay{File: abs, NodeName: node, Direct: direct, NoFlush: noFlush}); err != nil {
+	if err := vm.qmp.BlockdevSnapshot(ctx, DiskID, Overlay{File: abs, NodeName: node, Cache: vm.opts.DiskCache}); err != nil {
 		return "", fmt.Errorf("qemu: snapshot to %s: %w", abs, err)
 	}
 	vm.mu.Lock()

@@ -272,8 +272,7 @@ func (q *QMP) Quit(ctx context.Context) error {
 type Overlay struct {
 	File     string // an existing qcow2 image; its backing field is left as written
 	NodeName string // unique among the VM's block nodes
-	// Direct and NoFlush are the cache mode of the drive (cacheFlags).
-	Direct, NoFlush bool
+	Cache    string // the drive's -drive cache mode, such as "unsafe"
 }
 
 // BlockdevSnapshot opens o.File as a node without its backing file (blockdev-add) and stacks it on the
@@ -282,6 +281,7 @@ type Overlay struct {
 // the old node's flags only, the node gets detect-zeroes=unmap as the drive has: written zeros (the
 // cleanup's zeroing of free space) become zero clusters instead of data that grows the file.
 func (q *QMP) BlockdevSnapshot(ctx context.Context, device string, o Overlay) error {
+	direct, noFlush := cacheFlags(o.Cache)
 	add := map[string]any{
 		"driver":        "qcow2",
 		"node-name":     o.NodeName,
@@ -289,7 +289,7 @@ func (q *QMP) BlockdevSnapshot(ctx context.Context, device string, o Overlay) er
 		"backing":       nil,
 		"discard":       "unmap",
 		"detect-zeroes": "unmap",
-		"cache":         map[string]any{"direct": o.Direct, "no-flush": o.NoFlush},
+		"cache":         map[string]any{"direct": direct, "no-flush": noFlush},
 	}
 	if err := q.Execute(ctx, "blockdev-add", add, nil); err != nil {
 		return fmt.Errorf("blockdev-add: %w", err)
@@ -301,6 +301,19 @@ func (q *QMP) BlockdevSnapshot(ctx context.Context, device string, o Overlay) er
 		return fmt.Errorf("blockdev-snapshot: %w", err)
 	}
 	return nil
+}
+
+// cacheFlags maps a -drive cache mode to the node's cache options. writethrough and directsync also turn
+// the device's write cache off, which a node does not hold: the device keeps it across the snapshot.
+func cacheFlags(mode string) (direct, noFlush bool) {
+	switch mode {
+	case "unsafe":
+		return false, true
+	case "none", "directsync":
+		return true, false
+	default: // writeback, writethrough
+		return false, false
+	}
 }
 
 func closeConn(c net.Conn) error {
