@@ -4,8 +4,9 @@
 set -eu
 # qemu-system-x86/qemu-utils: the build VM and qemu-img; ovmf: firmware = "uefi"; genisoimage: isoinfo reads
 # the seed back in tests; zstd: the benchmarks compare against the zstd command line; e2fsprogs (mkfs.ext4,
-# debugfs), fdisk (sfdisk) and systemd (journalctl): the cleanup test and the drills look inside file systems.
-pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd"
+# debugfs), fdisk (sfdisk) and systemd (journalctl): the cleanup test and the drills look inside file systems;
+# systemd (systemctl --root) and python3-yaml: the cleanup's network handoff runs on a file tree in tests.
+pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

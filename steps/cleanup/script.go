@@ -14,9 +14,9 @@ type Options struct {
 	config.Cleanup
 	// BuildUser is the account imgform logged in with; it is always removed.
 	BuildUser string
-	// Networkd is set when the image has network units: what cloud-init wrote for ifupdown on the build boot
-	// must go, or both would manage the interface.
-	Networkd bool
+	// Networks are the image's network units: systemd-networkd takes the interfaces they match over from the
+	// source's network stack on the image's next boot (NetworkHandoff).
+	Networks []*config.NetworkUnit
 }
 
 // Script returns the shell script that cleans the guest, run as root. It ends with a sync and schedules the
@@ -31,10 +31,7 @@ func Script(o Options) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("set -eu")
 	w("export DEBIAN_FRONTEND=noninteractive")
-	if o.Networkd {
-		w("# networkd owns the interfaces; drop what cloud-init wrote for ifupdown on the build boot")
-		w("rm -f /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml")
-	}
+	b.WriteString(NetworkHandoff(o.Networks))
 	if o.Resolved {
 		w("# DNS through systemd-resolved's stub resolver")
 		w("ln -sfn /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf")

@@ -13,7 +13,8 @@ import (
 
 func TestScriptFollowsOptions(t *testing.T) {
 	all := Options{Cleanup: config.Cleanup{CloudInit: true, MachineID: true, SSHHostKeys: true, Resolved: true,
-		Logs: true, AptLists: true, Trim: true, ZeroFreeSpace: true}, BuildUser: "imgform-build", Networkd: true}
+		Logs: true, AptLists: true, Trim: true, ZeroFreeSpace: true}, BuildUser: "imgform-build",
+		Networks: []*config.NetworkUnit{matchUnit("50-default", "en*")}}
 	none := Options{BuildUser: "imgform-build"}
 	cases := map[string]struct {
 		opts      Options
@@ -21,9 +22,9 @@ func TestScriptFollowsOptions(t *testing.T) {
 	}{
 		"everything": {opts: all, want: []string{"cloud-init clean --logs --seed", "truncate -s 0 /etc/machine-id",
 			"rm -f /etc/ssh/ssh_host_*", "stub-resolv.conf", "journalctl --relinquish-var", "rm -rf /var/lib/apt/lists/*",
-			"fstrim", "userdel --force --remove 'imgform-build'", "50-cloud-init", ".imgform-zero", PowerOff}},
+			"fstrim", "userdel --force --remove 'imgform-build'", "50-cloud-init", "enable systemd-networkd.service", ".imgform-zero", PowerOff}},
 		"only what is always done": {opts: none, want: []string{"userdel --force --remove 'imgform-build'", "sync"},
-			not: []string{"cloud-init clean", "machine-id", "ssh_host_", "resolv.conf", "journalctl", "apt", "fstrim", "50-cloud-init", ".imgform-zero"}},
+			not: []string{"cloud-init clean", "machine-id", "ssh_host_", "resolv.conf", "journalctl", "apt", "fstrim", "50-cloud-init", "systemd-networkd", ".imgform-zero"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -57,7 +58,8 @@ func TestScriptParses(t *testing.T) {
 	}
 	p := filepath.Join(t.TempDir(), "cleanup.sh")
 	opts := Options{Cleanup: config.Cleanup{CloudInit: true, MachineID: true, SSHHostKeys: true, Resolved: true,
-		Logs: true, AptLists: true, Trim: true, ZeroFreeSpace: true}, BuildUser: "o'brien", Networkd: true}
+		Logs: true, AptLists: true, Trim: true, ZeroFreeSpace: true}, BuildUser: "o'brien",
+		Networks: []*config.NetworkUnit{matchUnit("50-default", "en* eth*"), matchUnit("60-any")}}
 	if err := os.WriteFile(p, []byte(Script(opts)), 0o644); err != nil {
 		t.Fatal(err)
 	}

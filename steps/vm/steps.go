@@ -93,7 +93,7 @@ func (s *session) provision(ctx context.Context, sp *engine.StepPlan, p *config.
 // cleanup runs the cleanup script and powers the guest off; the layer it wrote is final once QEMU exits.
 func (s *session) cleanup(ctx context.Context, sp *engine.StepPlan) error {
 	img := s.job.Image
-	script := cleanup.Script(cleanup.Options{Cleanup: img.Cleanup, BuildUser: s.job.BuildUser, Networkd: len(img.Networks) > 0})
+	script := cleanup.Script(cleanup.Options{Cleanup: img.Cleanup, BuildUser: s.job.BuildUser, Networks: img.Networks})
 	out := &tailWriter{emit: func(line string) { s.job.Output(sp, line) }}
 	code, err := s.client.Run(ctx, script, ssh.RunOptions{Sudo: true, Stdout: out, Stderr: out})
 	if err != nil {
