@@ -15,7 +15,13 @@ build:
 deps:
 	scripts/install-deps.sh
 
+# No build outputs or binaries in git (a 69 MB binary was committed once): no tracked file above 2 MB, none
+# that is an executable of any format file(1) knows.
 lint:
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 2097152 {print $$2}'); \
+	  test -z "$$big" || { echo "lint: files over 2 MB are tracked (build outputs?): $$big"; exit 1; }
+	@bins=$$(git ls-files -z | xargs -0 -r file -N --mime-type 2>/dev/null | grep -E ': *application/(x-executable|x-pie-executable|x-sharedlib|x-mach-binary|x-dosexec)' | cut -d: -f1); \
+	  test -z "$$bins" || { echo "lint: binaries are tracked: $$bins"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run ./cmd/imgform fmt -check -recursive examples

@@ -20,6 +20,8 @@ var imageSchema = &hcl.BodySchema{
 		{Type: "provision", LabelNames: []string{"name"}},
 		{Type: "cleanup"},
 		{Type: "output", LabelNames: []string{"name"}},
+		{Type: "smoke_test"},
+		{Type: "test", LabelNames: []string{"name"}},
 	},
 }
 
@@ -52,11 +54,12 @@ func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string, localVars m
 		img.Userdata = d.userdata(b)
 	}
 	img.Cleanup = d.cleanup(d.single(c.Blocks, "cleanup"), block.DefRange)
+	img.SmokeTest = d.smokeTest(d.single(c.Blocks, "smoke_test"), block.DefRange)
 
-	names := map[string]map[string]hcl.Range{"network": {}, "provision": {}, "output": {}}
+	names := map[string]map[string]hcl.Range{"network": {}, "provision": {}, "output": {}, "test": {}}
 	for _, b := range c.Blocks {
 		switch b.Type {
-		case "network", "provision", "output":
+		case "network", "provision", "output", "test":
 		default:
 			continue
 		}
@@ -77,6 +80,8 @@ func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string, localVars m
 			img.Provisioners = append(img.Provisioners, d.provision(b))
 		case "output":
 			img.Outputs = append(img.Outputs, d.output(b))
+		case "test":
+			img.Tests = append(img.Tests, d.test(b))
 		}
 	}
 	return img, d.diags

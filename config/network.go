@@ -156,3 +156,24 @@ func (n *NetworkUnit) Render() ([]byte, error) {
 
 // FileName is the unit's file name under /etc/systemd/network.
 func (n *NetworkUnit) FileName() string { return n.Name + ".network" }
+
+// DHCPv4RouteMetric is the RouteMetric the unit sets for the routes DHCPv4 gives ("" when it sets none or
+// does not run DHCPv4), which the test step expects on the default route.
+func (n *NetworkUnit) DHCPv4RouteMetric() string {
+	dhcp, metric := "", ""
+	for _, s := range n.Sections {
+		for _, e := range s.Entries {
+			switch {
+			case s.Section == "Network" && e.Name == "DHCP":
+				dhcp = e.Value
+			case (s.Section == "DHCPv4" || s.Section == "DHCP") && e.Name == "RouteMetric":
+				metric = e.Value
+			}
+		}
+	}
+	switch dhcp {
+	case "yes", "true", "ipv4", "1", "on":
+		return metric
+	}
+	return ""
+}

@@ -57,7 +57,10 @@ type Image struct {
 	Provisioners []*Provisioner
 	Cleanup      Cleanup
 	Outputs      []*Output
-	DeclRange    hcl.Range
+	// SmokeTest and Tests are what the test step checks in a new instance of the result (smoketest.go).
+	SmokeTest SmokeTest
+	Tests     []*Test
+	DeclRange hcl.Range
 }
 
 // Source says where the image's first disk comes from: exactly one of URL, Path and Image is set.

@@ -31,6 +31,9 @@ type OutputResult struct {
 	SHA256  string `json:"sha256"`
 	Size    int64  `json:"size"`
 	Written bool   `json:"written"` // false when the file from the last apply was still right
+	// Verification is the image's test result: passed, failed, skipped, not run or disabled (see
+	// steps/export.Verification).
+	Verification string `json:"verification"`
 }
 
 // Apply plans and then runs what is missing, in dependency order, independent steps in parallel. It writes
@@ -135,8 +138,8 @@ type applier struct {
 	verified map[state.Key]bool
 	// warned holds the warnings already shown, such as the fallback to TCG, which every VM session meets.
 	warned map[string]bool
-	// manifested lists the images whose SHA256SUMS and manifest this apply wrote.
-	manifested map[string]bool
+	// manifested holds the verification status of the SHA256SUMS and manifest this apply last wrote per image.
+	manifested map[string]string
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.
 	ckpt    sync.Mutex
 	started map[*StepPlan]time.Time
@@ -157,6 +160,7 @@ type stepResult struct {
 	status StepStatus
 	output *state.OutputRecord
 	export *export.Result
+	test   *TestReport // of a test step that ran, passed or not, or that another apply passed meanwhile
 }
 
 func (a *applier) start(sp *StepPlan) {
@@ -268,6 +272,8 @@ func (a *applier) units() []*unit {
 			case KindExport:
 				// An export always writes its output: the file is not in the store, so nobody builds it meanwhile.
 				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return true, a.runExport(ctx, sp) })
+			case KindTest:
+				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return a.runTest(ctx, sp) })
 			}
 		}
 	}

@@ -36,7 +36,7 @@ func TestApplyIncremental(t *testing.T) {
 	te := newTestEnv(t)
 	te.writeBase()
 	res, rec := mustApply(t, te, te.load())
-	if res.Ran != 8 || res.Failed != 0 {
+	if res.Ran != 9 || res.Failed != 0 {
 		t.Fatalf("first apply: ran %d, failed %d: %v", res.Ran, res.Failed, rec.errs)
 	}
 	out := filepath.Join(te.dir, "dist", "base-1.raw")
@@ -56,7 +56,7 @@ func TestApplyIncremental(t *testing.T) {
 	if err != nil || !strings.Contains(string(manifest), res.Outputs[0].SHA256) || !strings.Contains(string(manifest), `"base/provision/two"`) {
 		t.Errorf("manifest %s, %v", manifest, err)
 	}
-	if p := te.plan(te.load()); p.ToRun != 0 || p.Cached != 8 {
+	if p := te.plan(te.load()); p.ToRun != 0 || p.Cached != 9 {
 		t.Fatalf("plan after apply: %v", actions(p))
 	}
 	res, rec = mustApply(t, te, te.load())
@@ -67,7 +67,7 @@ func TestApplyIncremental(t *testing.T) {
 	te.write("scripts/two.sh", "#!/bin/sh\necho changed\n")
 	p := te.plan(te.load())
 	want := []string{"base/fetch=cached", "base/seed=cached", "base/boot=cached", "base/provision/one=cached",
-		"base/provision/two=run", "base/provision/three=run", "base/cleanup=run", "base/export/raw=run"}
+		"base/provision/two=run", "base/provision/three=run", "base/cleanup=run", "base/export/raw=run", "base/test=run"}
 	if got := actions(p); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("plan after changing provisioner two:\n%v\nwant\n%v", got, want)
 	}
@@ -76,14 +76,15 @@ func TestApplyIncremental(t *testing.T) {
 		"base/provision/three": `it builds on provision "two", which will run`,
 		"base/cleanup":         `it builds on provision "three", which will run`,
 		"base/export/raw":      "it builds on cleanup, which will run",
+		"base/test":            "it builds on cleanup, which will run",
 	} {
-		if r := reasonsOf(p, id); !strings.Contains(r, want) || !strings.Contains(r, "no result for key") && id != "base/export/raw" {
+		if r := reasonsOf(p, id); !strings.Contains(r, want) || !strings.Contains(r, "no result for key") && id != "base/export/raw" && id != "base/test" {
 			t.Errorf("%s reasons %q, want %q", id, r, want)
 		}
 	}
 	before := sha256File(t, out)
 	res, rec = mustApply(t, te, te.load())
-	wantRan := []string{"base/cleanup", "base/export/raw", "base/provision/three", "base/provision/two"}
+	wantRan := []string{"base/cleanup", "base/export/raw", "base/provision/three", "base/provision/two", "base/test"}
 	if strings.Join(rec.ran(), " ") != strings.Join(wantRan, " ") {
 		t.Fatalf("incremental apply ran %v, want %v", rec.ran(), wantRan)
 	}
@@ -155,7 +156,7 @@ image "child" {
 }
 `)
 	res, rec := mustApply(t, te, te.load())
-	if res.Ran != 8+5 || res.Failed != 0 {
+	if res.Ran != 9+6 || res.Failed != 0 {
 		t.Fatalf("ran %d failed %d: %v", res.Ran, res.Failed, rec.errs)
 	}
 	if _, err := os.Stat(filepath.Join(te.dir, "dist", "child.qcow2.zst")); err != nil {
@@ -320,7 +321,7 @@ func TestOutputResultJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"image":"i","name":"n","path":"p","sha256":"s","size":1,"written":true}`; string(b) != want {
+	if want := `{"image":"i","name":"n","path":"p","sha256":"s","size":1,"written":true,"verification":""}`; string(b) != want {
 		t.Errorf("JSON %s, want %s", b, want)
 	}
 }

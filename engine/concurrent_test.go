@@ -37,7 +37,8 @@ func helperApply(dir, storeDir string) int {
 		return 1
 	}
 	rec := newRecorder()
-	e := &Engine{Store: st, Guest: &layerGuest{}, Hooks: rec}
+	g := &layerGuest{}
+	e := &Engine{Store: st, Guest: g, Tester: g, Hooks: rec}
 	res, err := e.Apply(context.Background(), cfg)
 	if err != nil {
 		fmt.Println("error:", err)
@@ -76,8 +77,8 @@ func TestConcurrentAppliesInSeparateProcesses(t *testing.T) {
 		total += n
 	}
 	// The record lock makes the second apply wait; it then finds everything built and runs nothing.
-	if total != 8 {
-		t.Errorf("the two applies ran %d steps together, want 8 (each step once)", total)
+	if total != 9 {
+		t.Errorf("the two applies ran %d steps together, want 9 (each step once)", total)
 	}
 	rep, err := te.store.VerifyAll(context.Background(), state.VerifyOptions{})
 	if err != nil || len(rep.Bad) != 0 {
@@ -98,7 +99,7 @@ func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
 	other := te.sibling()
 	other.writeBase()
 	p := te.plan(te.load())
-	if p.ToRun != 8 {
+	if p.ToRun != 9 {
 		t.Fatalf("plan %v", actions(p))
 	}
 
@@ -174,8 +175,8 @@ func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
 			}
 		}
 	}
-	if ran != 9 {
-		t.Errorf("the two applies ran %d steps together, want 9 (each step once, and each its export)", ran)
+	if ran != 10 {
+		t.Errorf("the two applies ran %d steps together, want 10 (each step once, and each its export)", ran)
 	}
 	if total := len(p.Images[0].Steps) * len(envs); ran+cached != total {
 		t.Errorf("ran %d + cached %d while applying = %d, want every step of both applies (%d)", ran, cached, ran+cached, total)
@@ -199,11 +200,11 @@ func TestApplyHTTPSource(t *testing.T) {
 	if requests.get("/cloud.raw") != 0 || requests.get("/SHA256SUMS") != 1 {
 		t.Fatalf("plan downloaded the image: %v", requests.n)
 	}
-	if p.ToRun != 8 {
+	if p.ToRun != 9 {
 		t.Fatalf("plan %v", actions(p))
 	}
 	res, rec := mustApply(t, te, te.load())
-	if res.Ran != 8 || requests.get("/cloud.raw") != 1 {
+	if res.Ran != 9 || requests.get("/cloud.raw") != 1 {
 		t.Fatalf("ran %d, image requests %d: %v", res.Ran, requests.get("/cloud.raw"), rec.errs)
 	}
 	res, _ = mustApply(t, te, te.load())

@@ -21,6 +21,11 @@ type Engine struct {
 	Hooks Hooks
 	// Guest runs the steps that need the build VM (boot, provisioners, cleanup). Plan works without it.
 	Guest GuestRunner
+	// Tester runs the test steps (a new instance of each image's result, checked). Plan works without it.
+	Tester Tester
+	// SkipTests leaves the test steps out of plan and apply (apply -skip-tests); outputs are then marked
+	// unverified in SHA256SUMS and the manifests.
+	SkipTests bool
 	// Parallelism bounds the steps that run at once; 0 means 2.
 	Parallelism int
 	// DebugKeys logs every input hashed into each key (IMGFORM_DEBUG_KEYS=1).

@@ -95,4 +95,8 @@ func (g *Graph) addImage(img *config.Image, base *Step) {
 	for _, o := range img.Outputs {
 		g.add(&Step{ID: id(string(KindExport), o.Name), Kind: KindExport, Name: o.Name, Image: img, Parent: cleanup, Output: o})
 	}
+	// The test boots the same final layer the exports convert, so it runs beside them, not after them.
+	if img.HasTestStep() {
+		g.add(&Step{ID: id(string(KindTest)), Kind: KindTest, Image: img, Parent: cleanup})
+	}
 }

@@ -88,6 +88,40 @@ type layerGuest struct {
 	sessions [][]string // step IDs per session
 	failAt   string     // step ID that fails
 	starts   atomic.Int32
+	// tests counts the test steps run; failCheck names a check the tests fail.
+	tests     atomic.Int32
+	failCheck string
+}
+
+// Test stands in for booting the final layer: it checks what the engine hands over (a real, readable qcow2
+// layer in the store, the build key, the build's host keys and machine-id, an empty work folder) and reports
+// two checks, failing failCheck.
+func (g *layerGuest) Test(ctx context.Context, job *TestJob) (*TestReport, error) {
+	g.tests.Add(1)
+	if err := run(ctx, job.WorkDir, "qemu-img", "info", "-f", job.Disk.Format, "--force-share", job.Disk.Path); err != nil {
+		return nil, err
+	}
+	if !strings.Contains(string(job.BuildKey), "OPENSSH PRIVATE KEY") || len(job.BuildHostKeys) == 0 || job.BuildMachineID != "machine-id-of-build" {
+		return nil, fmt.Errorf("build identity not handed over: key %d bytes, host keys %q, machine-id %q", len(job.BuildKey), job.BuildHostKeys, job.BuildMachineID)
+	}
+	if entries, err := os.ReadDir(job.WorkDir); err != nil || len(entries) != 0 {
+		return nil, fmt.Errorf("work folder not empty: %v %v", entries, err)
+	}
+	r := &TestReport{}
+	var failed []string
+	for _, name := range []string{"cloud-init", "network"} {
+		c := CheckResult{Name: name, Status: CheckPassed}
+		if name == g.failCheck {
+			c.Status, c.Detail = CheckFailed, "it fails here"
+			failed = append(failed, name)
+		}
+		job.Output("check " + name + ": " + c.Status)
+		r.Checks = append(r.Checks, c)
+	}
+	if len(failed) > 0 {
+		return r, fmt.Errorf("the new instance failed check(s) %s", strings.Join(failed, ", "))
+	}
+	return r, nil
 }
 
 func (g *layerGuest) Run(ctx context.Context, job *GuestJob) error {
@@ -122,6 +156,9 @@ func (g *layerGuest) Run(ctx context.Context, job *GuestJob) error {
 			return err
 		}
 		if err := w.WriteFile(HostKeysFile, hostKeys, 0o644); err != nil {
+			return err
+		}
+		if err := w.WriteFile(MachineIDFile, []byte("machine-id-of-build\n"), 0o644); err != nil {
 			return err
 		}
 		layer := filepath.Join(w.Dir(), LayerFile)
@@ -242,7 +279,7 @@ func (te *testEnv) load(vars ...config.VarArg) *config.Config {
 }
 
 func (te *testEnv) engine(h Hooks) *Engine {
-	return &Engine{Store: te.store, Guest: te.guest, Hooks: h, Parallelism: 2}
+	return &Engine{Store: te.store, Guest: te.guest, Tester: te.guest, Hooks: h, Parallelism: 2}
 }
 
 func (te *testEnv) plan(cfg *config.Config) *Plan {

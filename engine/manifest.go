@@ -8,16 +8,27 @@ import (
 )
 
 // writeManifests writes SHA256SUMS and <image>.manifest.json next to the outputs of every image whose
-// exports ran in this apply and all succeeded, once per image and apply. Both files are written
-// atomically; the manifest holds names, paths and digests only.
+// exports ran in this apply, or whose test finished in it, once all its outputs are there, and again when
+// the verification changes (the test usually ends after the exports). Both files are written atomically;
+// the manifest holds names, paths, digests and check results only. Outputs whose test did not pass are
+// listed in SHA256SUMS as "# unverified:" comments (steps/export.SumEntry).
 func (a *applier) writeManifests() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, ip := range a.p.plan.Images {
 		var exports []*StepPlan
+		var test *Step
 		ran, complete := false, true
 		for _, sp := range ip.Steps {
-			if sp.step.Kind != KindExport {
+			switch sp.step.Kind {
+			case KindTest:
+				test = sp.step
+				if r := a.results[sp.step]; r != nil && (r.test != nil || r.status == StatusFailed) {
+					ran = true
+				}
+				continue
+			case KindExport:
+			default:
 				continue
 			}
 			exports = append(exports, sp)
@@ -30,12 +41,16 @@ func (a *applier) writeManifests() error {
 				complete = false
 			}
 		}
-		if !ran || !complete || a.manifested[ip.Name] {
+		if !ran || !complete {
+			continue
+		}
+		v := a.verification(test)
+		if a.manifested[ip.Name] == v.Status {
 			continue
 		}
 		img := exports[0].step.Image
 		m := export.Manifest{Image: img.Name, ToolVersion: a.e.ToolVersion, BuildTime: a.e.now(),
-			StepKeys: map[string]string{}, Source: manifestSource(a, img.Name)}
+			StepKeys: map[string]string{}, Source: manifestSource(a, img.Name), Verification: v}
 		for _, s := range a.p.graph.ImageSteps(img.Name) {
 			m.StepKeys[s.ID] = s.Key.String()
 		}
@@ -52,7 +67,7 @@ func (a *applier) writeManifests() error {
 			}
 			m.Outputs = append(m.Outputs, entry)
 			dir := filepath.Dir(dest)
-			sums[dir] = append(sums[dir], export.SumEntry{Name: filepath.Base(dest), SHA256: entry.SHA256})
+			sums[dir] = append(sums[dir], export.SumEntry{Name: filepath.Base(dest), SHA256: entry.SHA256, Unverified: !v.Verified()})
 		}
 		for dir, entries := range sums {
 			if err := export.WriteSumEntries(dir, entries); err != nil {
@@ -64,11 +79,45 @@ func (a *applier) writeManifests() error {
 			return fmt.Errorf("image %q: %w", img.Name, err)
 		}
 		if a.manifested == nil {
-			a.manifested = map[string]bool{}
+			a.manifested = map[string]string{}
 		}
-		a.manifested[ip.Name] = true
+		a.manifested[ip.Name] = v.Status
 	}
 	return nil
+}
+
+// verification says what the image's test step (nil when the image has none) found, as far as this apply
+// knows now. Call with a.mu held.
+func (a *applier) verification(test *Step) *export.Verification {
+	if test == nil {
+		return &export.Verification{Status: export.VerificationDisabled}
+	}
+	v := &export.Verification{Status: export.VerificationNotRun, TestKey: test.Key.String()}
+	r := a.results[test]
+	report := (*TestReport)(nil)
+	switch {
+	case r != nil && r.test != nil:
+		report = r.test
+		v.Status = export.VerificationPassed
+		if len(report.Failed()) > 0 {
+			v.Status = export.VerificationFailed
+		}
+	case r != nil && r.status == StatusFailed:
+		v.Status = export.VerificationFailed
+	case a.p.present[test]:
+		v.Status = export.VerificationPassed
+		if obj, ok, err := a.e.Store.Lookup(test.Key); err == nil && ok {
+			report, _ = readTestReport(obj)
+		}
+	case a.e.SkipTests:
+		v.Status = export.VerificationSkipped
+	}
+	if report != nil {
+		for _, c := range report.Checks {
+			v.Checks = append(v.Checks, export.ManifestCheck{Name: c.Name, Status: c.Status, Detail: c.Detail, Seconds: c.Seconds})
+		}
+	}
+	return v
 }
 
 func manifestSource(a *applier, image string) export.ManifestSource {

@@ -36,6 +36,9 @@ type Plan struct {
 	ToRun         int          `json:"to_run"`
 	Cached        int          `json:"cached"`
 	Skipped       int          `json:"skipped"`
+	// SkipTests is set when apply will not run the test steps (-skip-tests): their outputs are then marked
+	// unverified.
+	SkipTests bool `json:"skip_tests,omitempty"`
 }
 
 // ImagePlan lists the steps of one image in run order.
@@ -118,7 +121,10 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, er
 	// and mark what must run to produce it; a missing step that nothing needs is skipped.
 	needed := map[*Step]bool{}
 	for _, s := range g.Steps {
-		if s.Kind == KindExport || (s.Kind == KindCleanup && len(s.Image.Outputs) == 0) {
+		switch {
+		case s.Kind == KindExport, s.Kind == KindCleanup && len(s.Image.Outputs) == 0:
+			needed[s] = true
+		case s.Kind == KindTest && !e.SkipTests:
 			needed[s] = true
 		}
 	}
@@ -184,7 +190,7 @@ func recordID(cfg *config.Config) string {
 }
 
 func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
-	plan := &Plan{FormatVersion: PlanFormatVersion, Config: cfg.Dir}
+	plan := &Plan{FormatVersion: PlanFormatVersion, Config: cfg.Dir, SkipTests: e.SkipTests}
 	byImage := map[string]*ImagePlan{}
 	for _, s := range p.graph.Steps {
 		ip := byImage[s.Image.Name]
@@ -205,6 +211,10 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 		case p.present[s]:
 			sp.Action = ActionCached
 			plan.Cached++
+		case s.Kind == KindTest && e.SkipTests:
+			sp.Action = ActionSkip
+			sp.Reasons = []string{"-skip-tests: the outputs of this image will be marked unverified"}
+			plan.Skipped++
 		default:
 			sp.Action = ActionSkip
 			sp.Reasons = []string{"no result for key " + s.Key.Short() + ", but every step that needs it is cached"}
@@ -276,6 +286,10 @@ func (p *planned) explain(s *Step, c state.InputChange) string {
 		return fmt.Sprintf("the %s changed", name)
 	case name == "user-data":
 		return "the rendered user-data changed (userdata or network blocks)"
+	case name == "smoke_test":
+		return "the built-in checks changed (smoke_test block, cleanup or network blocks, or imgform's checks)"
+	case strings.HasPrefix(name, "test "):
+		return fmt.Sprintf("the %s block changed", name)
 	}
 	return fmt.Sprintf("its %s configuration changed", name)
 }

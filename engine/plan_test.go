@@ -84,8 +84,8 @@ func TestKeysStableAcrossFoldersAndRuns(t *testing.T) {
 	a.writeBase()
 	b.writeBase()
 	ka, kb := keysOf(a.plan(a.load())), keysOf(b.plan(b.load()))
-	if len(ka) != 8 {
-		t.Fatalf("want 8 steps, got %v", ka)
+	if len(ka) != 9 {
+		t.Fatalf("want 9 steps, got %v", ka)
 	}
 	for id, k := range ka {
 		if kb[id] != k {
@@ -104,7 +104,7 @@ func TestKeysStableAcrossFoldersAndRuns(t *testing.T) {
 // things that cannot change a result change no key.
 func TestKeysChangeWithEachInput(t *testing.T) {
 	all := []string{"base/fetch", "base/seed", "base/boot", "base/provision/one", "base/provision/two",
-		"base/provision/three", "base/cleanup", "base/export/raw"}
+		"base/provision/three", "base/cleanup", "base/export/raw", "base/test"}
 	from := func(id string) []string {
 		for i, s := range all {
 			if s == id {
@@ -134,8 +134,15 @@ func TestKeysChangeWithEachInput(t *testing.T) {
 		"uploaded file":         {change: func(te *testEnv) { te.write("files/motd", "hi\n") }, want: from("base/provision/three")},
 		"upload destination": {change: func(te *testEnv) { te.replace(`destination = "/etc/motd"`, `destination = "/etc/issue"`) },
 			want: from("base/provision/three")},
-		"cleanup flag":  {change: func(te *testEnv) { te.replace(`logs = false`, `logs = true`) }, want: from("base/cleanup")},
-		"output format": {change: func(te *testEnv) { te.replace(`format = "raw"`, `format = "qcow2"`) }, want: from("base/export/raw")},
+		"cleanup flag": {change: func(te *testEnv) { te.replace(`logs = false`, `logs = true`) }, want: from("base/cleanup")},
+		// The test boots the final layer, not the export: an output's format is not in its key.
+		"output format": {change: func(te *testEnv) { te.replace(`format = "raw"`, `format = "qcow2"`) }, want: []string{"base/export/raw"}},
+		"test block": {change: func(te *testEnv) {
+			te.replace("  cleanup {", "  test \"nginx\" {\n    inline = [\"true\"]\n  }\n  cleanup {")
+		}, want: []string{"base/test"}},
+		"smoke_test switch": {change: func(te *testEnv) {
+			te.replace("  cleanup {", "  smoke_test {\n    dns = false\n  }\n  cleanup {")
+		}, want: []string{"base/test"}},
 		// Excluded: they change how a step runs or where its result goes, not the result.
 		"memory and cpus": {change: func(te *testEnv) {
 			te.replace(`memory    = "512MiB"`, `memory    = "2GiB"`)

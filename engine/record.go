@@ -71,7 +71,14 @@ func (a *applier) outputs() []OutputResult {
 		if o == nil {
 			continue
 		}
-		out = append(out, OutputResult{Image: s.Image.Name, Name: s.Name, Path: o.Path, SHA256: o.SHA256, Size: o.Size, Written: written})
+		var test *Step
+		for _, is := range a.p.graph.ImageSteps(s.Image.Name) {
+			if is.Kind == KindTest {
+				test = is
+			}
+		}
+		out = append(out, OutputResult{Image: s.Image.Name, Name: s.Name, Path: o.Path, SHA256: o.SHA256, Size: o.Size,
+			Written: written, Verification: a.verification(test).Status})
 	}
 	return out
 }

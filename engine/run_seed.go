@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"strings"
 
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/state"
@@ -55,15 +53,5 @@ func (a *applier) runSeed(ctx context.Context, sp *StepPlan) (built bool, err er
 // instance, so cloud-init does not redo its per-instance work (new host keys, users).
 func instanceID(seedStep *Step) string { return "imgform-" + seedStep.Key.Short() }
 
-var hostnameBad = regexp.MustCompile(`[^a-z0-9-]+`)
-
-func hostname(image string) string {
-	h := strings.Trim(hostnameBad.ReplaceAllString(strings.ToLower(image), "-"), "-")
-	if len(h) > 63 {
-		h = h[:63]
-	}
-	if h == "" {
-		h = "imgform"
-	}
-	return h
-}
+// hostname is the image's name as a host name (seed.HostnameFor).
+func hostname(image string) string { return seed.HostnameFor(image) }

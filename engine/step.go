@@ -18,12 +18,15 @@ const (
 	KindProvision Kind = "provision"
 	KindCleanup   Kind = "cleanup"
 	KindExport    Kind = "export"
+	// KindTest boots the image's final disk as a new instance and checks it, after (beside) the exports.
+	KindTest Kind = "test"
 )
 
 // kindVersions go into every key: bump a kind's version when its implementation makes a different result
-// from the same inputs, so that old cache entries stop matching.
+// from the same inputs, so that old cache entries stop matching. Cleanup 2: the network handoff to
+// systemd-networkd; the text of the test step's checks is in its key itself.
 var kindVersions = map[Kind]int{
-	KindFetch: 1, KindSeed: 1, KindBoot: 1, KindProvision: 1, KindCleanup: 1, KindExport: 1,
+	KindFetch: 1, KindSeed: 1, KindBoot: 1, KindProvision: 1, KindCleanup: 2, KindExport: 1, KindTest: 1,
 }
 
 // IsDisk tells whether the step's result is a disk layer made inside the build VM.
@@ -41,7 +44,7 @@ type Step struct {
 	Image *config.Image
 
 	// Parent is the step whose disk this one starts from: for boot the fetch (or the parent image's cleanup),
-	// for a provisioner or cleanup the previous disk step, for an export the cleanup.
+	// for a provisioner or cleanup the previous disk step, for an export and the test the cleanup.
 	Parent *Step
 	// Seed is the image's seed step, which every disk step needs to boot the VM (also when resuming from a
 	// cached layer, so that cloud-init sees the same instance). It is not an input of disk-step keys other

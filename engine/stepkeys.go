@@ -9,6 +9,7 @@ import (
 
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/steps/fetch"
+	"gitlab.com/imgform/imgform/steps/smoke"
 )
 
 // BuildUserName is the account the build logs in with; cleanup removes it.
@@ -67,6 +68,9 @@ func (kc *keyContext) computeKey(ctx context.Context, s *Step) error {
 			Level       int    `json:"level"`
 		}{o.Format, o.Compression, o.Level})
 		kc.explainVars(b, o.VarRefs)
+	case KindTest:
+		b.addKey("step "+s.Parent.ID, s.Parent.Key)
+		err = kc.testKey(ctx, s, b)
 	default:
 		err = fmt.Errorf("unknown step kind %q", s.Kind)
 	}
@@ -187,6 +191,48 @@ func (kc *keyContext) provisionKey(ctx context.Context, s *Step, b *keyBuilder) 
 		b.add("file "+u.Source, []byte("sha256:"+h))
 	}
 	kc.explainVars(b, p.VarRefs)
+	return nil
+}
+
+// testKey: the final layer (the parent's key), the machine type and firmware the instance boots with, the
+// smoke_test settings with the full text of every built-in check and the test user-data (steps/smoke), and
+// each test block with its script's content. Out, besides what keys.go keeps out of every key: the
+// throwaway key, the instance-id and the MAC address, which are new on every run by design.
+func (kc *keyContext) testKey(ctx context.Context, s *Step, b *keyBuilder) error {
+	img := s.Image
+	m := img.Machine
+	if err := b.addJSON("machine", struct {
+		Type     string `json:"type"`
+		Firmware string `json:"firmware"`
+	}{m.Type, m.Firmware}); err != nil {
+		return err
+	}
+	b.add("smoke_test", []byte(smoke.KeyText(img)))
+	if err := b.addJSON("smoke_test settings", struct {
+		DNSQuery string `json:"dns_query,omitempty"`
+	}{img.SmokeTest.DNSQuery}); err != nil {
+		return err
+	}
+	refs := append([]string{}, img.SmokeTest.VarRefs...)
+	refs = append(refs, m.VarRefs...)
+	for _, t := range img.Tests {
+		if err := b.addJSON("test "+t.Name, struct {
+			Inline []string `json:"inline,omitempty"`
+			Script string   `json:"script,omitempty"`
+			Sudo   bool     `json:"sudo"`
+		}{t.Inline, t.Script, t.Sudo}); err != nil {
+			return err
+		}
+		if t.Script != "" {
+			h, err := kc.files.Hash(ctx, kc.path(t.Script))
+			if err != nil {
+				return fmt.Errorf("test %q: script %s: %w", t.Name, t.Script, err)
+			}
+			b.add("script "+t.Script, []byte("sha256:"+h))
+		}
+		refs = append(refs, t.VarRefs...)
+	}
+	kc.explainVars(b, refs)
 	return nil
 }
 

@@ -26,10 +26,12 @@ func newEngine(hooks engine.Hooks) (*engine.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the cache in %s: %w", dir, err)
 	}
+	guest := guestRunner(hooks)
 	return &engine.Engine{
 		Store:       st,
 		Hooks:       hooks,
-		Guest:       guestRunner(hooks),
+		Guest:       guest,
+		Tester:      guest,
 		DebugKeys:   engine.DebugKeysFromEnv(),
 		ToolVersion: version(),
 	}, nil
@@ -52,6 +54,7 @@ func planCommand() *cli.Command {
 		Flags: append(varFlags(vars),
 			&cli.BoolFlag{Name: "json", Usage: "print the plan as versioned JSON"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would run, 2 when something would, 1 on error"},
+			skipTestsFlag,
 		),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
@@ -63,6 +66,7 @@ func planCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			eng.SkipTests = c.Bool("skip-tests")
 			p, err := eng.Plan(c.Context, cfg)
 			if err != nil {
 				return redactedError(cfg, err)
@@ -83,6 +87,10 @@ func planCommand() *cli.Command {
 	}
 }
 
+// skipTestsFlag leaves the test steps out, for emergencies: the outputs are then marked unverified.
+var skipTestsFlag = &cli.BoolFlag{Name: "skip-tests",
+	Usage: "do not boot and check the outputs (emergencies only): they are marked unverified in SHA256SUMS and the manifest"}
+
 func redactedError(cfg *config.Config, err error) error {
 	return errors.New(cfg.Redact(err.Error()))
 }
@@ -98,6 +106,7 @@ func applyCommand() *cli.Command {
 		Flags: append(varFlags(vars),
 			&cli.IntFlag{Name: "parallelism", Value: 2, Usage: "run at most N steps at once"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress as JSON event lines"},
+			skipTestsFlag,
 		),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
@@ -115,6 +124,7 @@ func applyCommand() *cli.Command {
 				return err
 			}
 			eng.Parallelism = c.Int("parallelism")
+			eng.SkipTests = c.Bool("skip-tests")
 			start := time.Now()
 			res, err := eng.Apply(c.Context, cfg)
 			if jh, ok := hooks.(*jsonHooks); ok && res != nil {
@@ -142,6 +152,14 @@ func printApplySummary(w interface{ Write([]byte) (int, error) }, res *engine.Re
 		if o.Written {
 			state = "written"
 		}
-		fmt.Fprintf(w, "  %s (%s, %d bytes, sha256 %s)\n", o.Path, state, o.Size, o.SHA256)
+		verified := ""
+		switch o.Verification {
+		case "passed":
+			verified = ", tested"
+		case "disabled":
+		default:
+			verified = ", UNVERIFIED: test " + o.Verification
+		}
+		fmt.Fprintf(w, "  %s (%s, %d bytes, sha256 %s%s)\n", o.Path, state, o.Size, o.SHA256, verified)
 	}
 }

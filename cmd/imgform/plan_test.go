@@ -42,7 +42,7 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
 	dir := planConfig(t)
 	code, stdout, stderr := imgform(t, "", "plan", "-detailed-exitcode", dir)
-	if code != 2 || !strings.Contains(stdout, `+ provision "one"`) || !strings.Contains(stdout, "Plan: 6 to run, 0 cached.") {
+	if code != 2 || !strings.Contains(stdout, `+ provision "one"`) || !strings.Contains(stdout, "Plan: 7 to run, 0 cached.") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, _ = imgform(t, "", "plan", "-json", dir)
@@ -59,11 +59,17 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &p); err != nil || code != 0 {
 		t.Fatalf("exit %d, %v\n%s", code, err, stdout)
 	}
-	if p.FormatVersion != 1 || p.ToRun != 6 || p.Images[0].Steps[3].ID != "base/provision/one" {
+	if p.FormatVersion != 1 || p.ToRun != 7 || p.Images[0].Steps[3].ID != "base/provision/one" {
 		t.Errorf("plan %+v", p)
 	}
 	if strings.Contains(stdout, "s3cr3t-value") {
 		t.Error("the plan shows a sensitive value")
+	}
+	// -skip-tests: the plan says the test will not run and what that means for the outputs.
+	code, stdout, stderr = imgform(t, "", "plan", "-skip-tests", dir)
+	if code != 0 || !strings.Contains(stdout, "- test") || !strings.Contains(stdout, "-skip-tests: the outputs of this image will be marked unverified") ||
+		!strings.Contains(stdout, "Tests will be skipped") {
+		t.Errorf("plan -skip-tests: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if code, _, stderr := imgform(t, "", "plan", "-detailed-exitcode", filepath.Join(dir, "missing")); code != 1 {
 		t.Errorf("error case: exit %d %s", code, stderr)

@@ -21,7 +21,7 @@ func renderPlan(w io.Writer, p *engine.Plan) error {
 				line += "  -> " + sp.Output
 			}
 			b.WriteString(strings.TrimRight(line, " ") + "\n")
-			if sp.Action == engine.ActionRun {
+			if sp.Action == engine.ActionRun || sp.Kind == engine.KindTest {
 				for _, r := range sp.Reasons {
 					fmt.Fprintf(&b, "      %s\n", r)
 				}
@@ -37,6 +37,9 @@ func renderPlan(w io.Writer, p *engine.Plan) error {
 			fmt.Fprintf(&b, ", %d not needed", p.Skipped)
 		}
 		b.WriteString(".\n")
+	}
+	if p.SkipTests {
+		b.WriteString("Tests will be skipped (-skip-tests): outputs that are not tested already are marked unverified.\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -5,5 +5,5 @@ import (
 	"gitlab.com/imgform/imgform/steps/vm"
 )
 
-// guestRunner returns the VM runner for boot, provision and cleanup steps: QEMU and SSH.
-func guestRunner(engine.Hooks) engine.GuestRunner { return &vm.Runner{} }
+// guestRunner returns the VM runner for boot, provision and cleanup steps and for the test step: QEMU and SSH.
+func guestRunner(engine.Hooks) *vm.Runner { return &vm.Runner{} }

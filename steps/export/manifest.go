@@ -33,8 +33,43 @@ type Manifest struct {
 	StepKeys      map[string]string `json:"step_keys"`    // step name -> hex key of its cached result
 	ToolVersion   string            `json:"tool_version"` // imgform's version
 	BuildTime     time.Time         `json:"build_time"`   // written in UTC, RFC 3339, to the second
+	// Verification says whether the image's test step vouched for the outputs (a new instance booted and
+	// checked); nil is written as "not run".
+	Verification *Verification `json:"verification"`
 	// TotalDuration is the build's wall time, written as seconds.
 	TotalDuration time.Duration `json:"-"`
+}
+
+// Verification statuses. Only passed and disabled outputs are listed in SHA256SUMS as plain lines; the
+// others are listed as "# unverified:" comments, which sha256sum -c skips, so that a deployment that checks
+// the sums does not take them.
+const (
+	VerificationPassed   = "passed"   // the test step passed for the final layer these outputs came from
+	VerificationFailed   = "failed"   // a check failed: see Checks
+	VerificationSkipped  = "skipped"  // apply -skip-tests
+	VerificationNotRun   = "not run"  // the test did not finish (yet): the apply failed or was stopped first
+	VerificationDisabled = "disabled" // the image has no checks (smoke_test { enabled = false } and no test)
+)
+
+// Verification is the result of an image's test step.
+type Verification struct {
+	Status  string          `json:"status"`
+	TestKey string          `json:"test_key,omitempty"`
+	Checks  []ManifestCheck `json:"checks,omitempty"`
+}
+
+// Verified tells whether the outputs may be used: tested and passed, or not meant to be tested.
+func (v *Verification) Verified() bool {
+	return v != nil && (v.Status == VerificationPassed || v.Status == VerificationDisabled)
+}
+
+// ManifestCheck is one check of a test and its result; Detail is its output when it failed or why it was
+// skipped (already redacted by the engine).
+type ManifestCheck struct {
+	Name    string  `json:"name"`
+	Status  string  `json:"status"`
+	Detail  string  `json:"detail,omitempty"`
+	Seconds float64 `json:"seconds"`
 }
 
 // ManifestOutput describes one exported file.
@@ -104,6 +139,9 @@ func WriteManifest(path string, m Manifest) error {
 	}
 	if m.StepKeys == nil {
 		m.StepKeys = map[string]string{}
+	}
+	if m.Verification == nil {
+		m.Verification = &Verification{Status: VerificationNotRun}
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -25,6 +25,8 @@ func TestManifestRoundTrip(t *testing.T) {
 		ToolVersion:   "0.1.0",
 		BuildTime:     time.Date(2026, 11, 25, 23, 40, 5, 123456789, time.FixedZone("CET", 3600)),
 		TotalDuration: 3*time.Minute + 2500*time.Millisecond,
+		Verification: &Verification{Status: VerificationFailed, TestKey: sumB, Checks: []ManifestCheck{
+			{Name: "boot", Status: "passed", Seconds: 61.5}, {Name: "network", Status: "failed", Detail: "no address"}}},
 	}
 	if err := WriteManifest(path, m); err != nil {
 		t.Fatal(err)
@@ -38,7 +40,8 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fields["build_time"] != "2026-11-25T22:40:05Z" || fields["total_duration_seconds"] != 182.5 ||
-		fields["format_version"] != float64(ManifestFormatVersion) {
+		fields["format_version"] != float64(ManifestFormatVersion) ||
+		fields["verification"].(map[string]any)["status"] != "failed" {
 		t.Errorf("stored fields: %s", raw)
 	}
 	got, err := ReadManifest(path)
@@ -53,6 +56,21 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != OutputPerm {
 		t.Errorf("stat: %v %v", st, err)
+	}
+}
+
+// A manifest written without a verification says the outputs were not verified, never nothing.
+func TestManifestWithoutVerificationSaysNotRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.json")
+	if err := WriteManifest(path, Manifest{Image: "i"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadManifest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Verification == nil || got.Verification.Status != VerificationNotRun || got.Verification.Verified() {
+		t.Errorf("verification %+v", got.Verification)
 	}
 }
 

@@ -20,11 +20,17 @@ import (
 // SumsFile is the name of the checksum file WriteSums maintains, as Debian and others publish it.
 const SumsFile = "SHA256SUMS"
 
-// SumEntry is one line of SHA256SUMS: a file name in the folder and its hex SHA-256.
+// SumEntry is one line of SHA256SUMS: a file name in the folder and its hex SHA-256. An Unverified entry
+// (its image's test did not pass) is written as a comment, "# unverified: <hex>  <name>", which
+// "sha256sum -c" skips: the sum stays readable, but a deployment that checks the file does not take it.
 type SumEntry struct {
-	Name   string
-	SHA256 string
+	Name       string
+	SHA256     string
+	Unverified bool
 }
+
+// unverifiedPrefix starts the comment line of an unverified entry.
+const unverifiedPrefix = "# unverified: "
 
 // WriteSums hashes the named files and records them in dir/SHA256SUMS (see WriteSumEntries). A name
 // without a slash is taken in dir; a path must point into dir, since the sums file lists names relative
@@ -69,7 +75,7 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 	}
 
 	path := filepath.Join(dir, SumsFile)
-	byName := map[string]string{}
+	byName := map[string]SumEntry{}
 	old, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -81,7 +87,8 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 		}
 	}
 	for _, e := range entries {
-		byName[e.Name] = strings.ToLower(e.SHA256)
+		e.SHA256 = strings.ToLower(e.SHA256)
+		byName[e.Name] = e
 	}
 	names := make([]string, 0, len(byName))
 	for name := range byName {
@@ -90,29 +97,36 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 	slices.SortFunc(names, cmp.Compare)
 	var b strings.Builder
 	for _, name := range names {
-		fmt.Fprintf(&b, "%s  %s\n", byName[name], name)
+		e := byName[name]
+		if e.Unverified {
+			b.WriteString(unverifiedPrefix)
+		}
+		fmt.Fprintf(&b, "%s  %s\n", e.SHA256, name)
 	}
 	return state.WriteFileAtomic(path, []byte(b.String()), OutputPerm)
 }
 
-// parseGNUSums reads "<hex>  <name>" and "<hex> *<name>" lines into byName. A line it cannot read is an
-// error rather than dropped: rewriting the file would otherwise delete it silently.
-func parseGNUSums(path string, data []byte, byName map[string]string) error {
+// parseGNUSums reads "<hex>  <name>" and "<hex> *<name>" lines, and "# unverified: " lines of such, into
+// byName. A line it cannot read is an error rather than dropped: rewriting the file would otherwise delete
+// it silently.
+func parseGNUSums(path string, data []byte, byName map[string]SumEntry) error {
 	for i, line := range strings.Split(string(data), "\n") {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
+		unverified := strings.HasPrefix(line, unverifiedPrefix)
+		line = strings.TrimPrefix(line, unverifiedPrefix)
 		sum, name, ok := strings.Cut(line, " ")
 		if ok && (strings.HasPrefix(name, " ") || strings.HasPrefix(name, "*")) {
 			name = name[1:]
 		} else {
 			ok = false
 		}
-		e := SumEntry{Name: name, SHA256: sum}
+		e := SumEntry{Name: name, SHA256: strings.ToLower(sum), Unverified: unverified}
 		if !ok || checkSumEntry(e) != nil {
 			return fmt.Errorf("%s: line %d is not a GNU-style SHA-256 line (\"<sha256>  <name>\"): %q", path, i+1, line)
 		}
-		byName[name] = strings.ToLower(sum)
+		byName[name] = e
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package export
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,35 +27,45 @@ func TestWriteSumEntries(t *testing.T) {
 		wantErr  string
 	}{
 		"new file": {
-			entries: []SumEntry{{"b.raw.zst", sumB}, {"a.qcow2.zst", sumA}},
+			entries: []SumEntry{{Name: "b.raw.zst", SHA256: sumB}, {Name: "a.qcow2.zst", SHA256: sumA}},
 			want:    sumA + "  a.qcow2.zst\n" + sumB + "  b.raw.zst\n",
 		},
 		"merge keeps other files": {
 			existing: sumC + "  c.img\n" + sumA + "  a.qcow2.zst\n",
-			entries:  []SumEntry{{"b.raw.zst", sumB}},
+			entries:  []SumEntry{{Name: "b.raw.zst", SHA256: sumB}},
 			want:     sumA + "  a.qcow2.zst\n" + sumB + "  b.raw.zst\n" + sumC + "  c.img\n",
 		},
 		"update replaces the old sum": {
 			existing: sumA + "  a.qcow2.zst\n" + sumC + "  c.img\n",
-			entries:  []SumEntry{{"a.qcow2.zst", strings.ToUpper(sumB)}},
+			entries:  []SumEntry{{Name: "a.qcow2.zst", SHA256: strings.ToUpper(sumB)}},
 			want:     sumB + "  a.qcow2.zst\n" + sumC + "  c.img\n",
 		},
 		"binary marker and blank lines are read": {
 			existing: "\n" + sumC + " *c.img\n\n",
-			entries:  []SumEntry{{"a", sumA}},
+			entries:  []SumEntry{{Name: "a", SHA256: sumA}},
 			want:     sumA + "  a\n" + sumC + "  c.img\n",
 		},
 		"malformed line is an error": {
 			existing: sumC + "  c.img\nSHA256 (x) = " + sumA + "\n",
-			entries:  []SumEntry{{"a", sumA}},
+			entries:  []SumEntry{{Name: "a", SHA256: sumA}},
 			wantErr:  "line 2 is not a GNU-style SHA-256 line",
 		},
+		"an unverified output is a comment sha256sum -c skips": {
+			existing: sumC + "  c.img\n",
+			entries:  []SumEntry{{Name: "a.qcow2.zst", SHA256: sumA, Unverified: true}},
+			want:     "# unverified: " + sumA + "  a.qcow2.zst\n" + sumC + "  c.img\n",
+		},
+		"an unverified line is read back and can become verified": {
+			existing: "# unverified: " + sumA + "  a.qcow2.zst\n# unverified: " + sumC + "  c.img\n",
+			entries:  []SumEntry{{Name: "a.qcow2.zst", SHA256: sumA}},
+			want:     sumA + "  a.qcow2.zst\n# unverified: " + sumC + "  c.img\n",
+		},
 		"name with a slash": {
-			entries: []SumEntry{{"sub/a", sumA}},
+			entries: []SumEntry{{Name: "sub/a", SHA256: sumA}},
 			wantErr: "must be a plain name",
 		},
 		"bad digest": {
-			entries: []SumEntry{{"a", "1234"}},
+			entries: []SumEntry{{Name: "a", SHA256: "1234"}},
 			wantErr: "is not a hex SHA-256",
 		},
 	}
@@ -147,5 +159,37 @@ func TestWriteSums(t *testing.T) {
 	}
 	if err := WriteSums(dir, []string{"missing"}); err == nil {
 		t.Error("a missing file gives no error")
+	}
+}
+
+// What a deployment does with the file: sha256sum -c checks the verified outputs and skips the unverified
+// ones, and fails when only unverified ones are listed.
+func TestUnverifiedEntriesAreSkippedBySha256sum(t *testing.T) {
+	if _, err := exec.LookPath("sha256sum"); err != nil {
+		t.Fatal("sha256sum (coreutils) is needed:", err)
+	}
+	dir := t.TempDir()
+	for name, content := range map[string]string{"good.img": "good", "bad.img": "bad"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	if err := WriteSumEntries(dir, []SumEntry{{Name: "bad.img", SHA256: sum("bad"), Unverified: true}}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sha256sum", "-c", SumsFile)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("sha256sum -c passed with only an unverified output listed:\n%s", out)
+	}
+	if err := WriteSumEntries(dir, []SumEntry{{Name: "good.img", SHA256: sum("good")}}); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command("sha256sum", "-c", SumsFile)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "good.img: OK") || strings.Contains(string(out), "bad.img") {
+		t.Errorf("sha256sum -c: %v\n%s", err, out)
 	}
 }

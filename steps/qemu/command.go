@@ -93,11 +93,15 @@ func Command(o Options) ([]string, error) {
 			",discard=unmap,detect-zeroes=unmap,cache="+o.DiskCache,
 		"-device", "virtio-blk-pci,drive="+DiskID+",bootindex=0")
 	args = append(args, o.ExtraDrives...)
+	nic := "virtio-net-pci,netdev=net0"
+	if o.MAC != "" {
+		nic += ",mac=" + o.MAC
+	}
 	args = append(args,
 		// User-mode network: no privileges, no bridge. Only 127.0.0.1 is forwarded, never all interfaces:
 		// the build key is the only lock on the guest while it builds.
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", o.SSHPort),
-		"-device", "virtio-net-pci,netdev=net0",
+		"-device", nic,
 		// Entropy from the host: without it ssh-keygen and the kernel's random pool wait long under TCG.
 		"-device", "virtio-rng-pci")
 	args = append(args, o.ExtraArgs...)

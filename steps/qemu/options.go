@@ -3,6 +3,7 @@ package qemu
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,8 @@ type Options struct {
 	QMPSocket string
 	// SSHPort is the host port on 127.0.0.1 forwarded to the guest's port 22; 0 lets Start pick a free one.
 	SSHPort int
+	// MAC is the NIC's MAC address; empty keeps QEMU's default (52:54:00:12:34:56, the same in every VM).
+	MAC string
 }
 
 // Files of a VM's state folder.
@@ -137,6 +140,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.StateDir == "" {
 		errs = append(errs, errors.New("no state folder"))
+	}
+	if o.MAC != "" {
+		if hw, err := net.ParseMAC(o.MAC); err != nil || len(hw) != 6 {
+			errs = append(errs, fmt.Errorf("MAC address %q is not like 52:54:00:12:34:56", o.MAC))
+		}
 	}
 	if o.SSHPort < 0 || o.SSHPort > 65535 {
 		errs = append(errs, fmt.Errorf("SSH port %d out of range", o.SSHPort))

@@ -3,6 +3,7 @@ package seed
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -55,4 +56,19 @@ func checkHostname(h string) error {
 		}
 	}
 	return nil
+}
+
+var hostnameBad = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// HostnameFor turns an image name into a host name for its meta-data: lower case, runs of other characters
+// as one dash, at most 63 characters, "imgform" when nothing is left.
+func HostnameFor(name string) string {
+	h := strings.Trim(hostnameBad.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	if h == "" {
+		h = "imgform"
+	}
+	return h
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gitlab.com/imgform/imgform/engine"
@@ -39,8 +40,11 @@ type session struct {
 	vm       *qemu.VM
 	client   *ssh.Client
 	hostKeys []byte
-	size     int64  // the disk's virtual size, the same in every layer
-	active   *layer // the layer the VM writes to now; committed when its step is over
+	// machineID is the guest's /etc/machine-id in this session, recorded with each layer so that the test
+	// step can check that a new instance does not have it.
+	machineID string
+	size      int64  // the disk's virtual size, the same in every layer
+	active    *layer // the layer the VM writes to now; committed when its step is over
 }
 
 // Run boots the VM, runs the steps, and commits each step's layer as soon as the step is over (the VM runs
@@ -174,6 +178,9 @@ func (s *session) login(ctx context.Context, firstBoot bool) error {
 		return errors.New("no host key was pinned for the guest")
 	}
 	s.hostKeys = ssh.MarshalHostKeys(accepted)
+	if id, code, err := s.client.Output(ctx, "cat /etc/machine-id", ssh.RunOptions{Idempotent: true}); err == nil && code == 0 {
+		s.machineID = strings.TrimSpace(string(id))
+	}
 	return nil
 }
 
@@ -229,6 +236,11 @@ func (s *session) cut(ctx context.Context, next *engine.StepPlan) error {
 func (s *session) commit(l *layer) error {
 	if len(s.hostKeys) > 0 {
 		if err := l.w.WriteFile(engine.HostKeysFile, s.hostKeys, 0o644); err != nil {
+			return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())
+		}
+	}
+	if s.machineID != "" {
+		if err := l.w.WriteFile(engine.MachineIDFile, []byte(s.machineID+"\n"), 0o644); err != nil {
 			return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())
 		}
 	}
