@@ -93,21 +93,21 @@ func TestDrill2CacheDamage(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("cache verify -remove: %s\n%s%s", r, r.stdout, r.stderr)
 		}
-		for _, id := range []string{"boot", "provision/networkd", "provision/motd", "cleanup"} {
+		for _, id := range []string{"boot", "provision/motd", "cleanup", "test"} {
 			if !strings.Contains(r.stdout, "removed "+short(step(id).Key)) {
 				t.Errorf("cache verify -remove did not remove %s (%s):\n%s", id, short(step(id).Key), r.stdout)
 			}
 		}
 		d.verifyClean("after verify -remove")
 		p := d.plan()
-		if got, want := p.actions(), "fetch=cached seed=cached boot=run provision/networkd=run provision/motd=run cleanup=run export/qcow2=run"; got != want {
+		if got, want := p.actions(), "fetch=cached seed=cached boot=run provision/motd=run cleanup=run export/qcow2=run test=skip"; got != want {
 			t.Errorf("plan after verify -remove: %s\nwant %s", got, want)
 		}
 		r, ev := d.applyJSON(40 * time.Minute)
 		if r.code != 0 {
 			t.Fatalf("apply after verify -remove failed: %s\n%s", r, r.stderr)
 		}
-		if got, want := strings.Join(stepsStarted(ev), " "), "boot provision/networkd provision/motd cleanup export/qcow2"; got != want {
+		if got, want := strings.Join(stepsStarted(ev), " "), "boot provision/motd cleanup export/qcow2"; got != want {
 			t.Errorf("apply after verify -remove ran %s, want %s", got, want)
 		}
 		checkOutputs(t, d.outDir())
@@ -145,7 +145,7 @@ func TestDrill2CacheDamage(t *testing.T) {
 		}
 		_ = os.RemoveAll(d.outDir())
 		p := d.plan()
-		if got, want := p.actions(), "fetch=cached seed=run boot=cached provision/networkd=cached provision/motd=cached cleanup=run export/qcow2=run"; got != want {
+		if got, want := p.actions(), "fetch=cached seed=run boot=cached provision/motd=cached cleanup=run export/qcow2=run test=skip"; got != want {
 			t.Errorf("plan with truncated objects: %s\nwant %s", got, want)
 		}
 		r, ev := d.applyJSON(40 * time.Minute)

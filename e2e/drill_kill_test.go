@@ -189,7 +189,7 @@ type moment struct {
 func (m moment) String() string { return m.desc }
 
 // The steps of the drill configuration in build order, for ranks.
-var drillSteps = []string{"seed", "fetch", "boot", "provision/networkd", "provision/motd", "cleanup", "export/qcow2"}
+var drillSteps = []string{"seed", "fetch", "boot", "provision/motd", "cleanup", "export/qcow2"}
 
 func stepRank(step string) int {
 	for i, s := range drillSteps {
@@ -201,7 +201,7 @@ func stepRank(step string) int {
 }
 
 // pickMoments picks n moments (3 mid-download, 2 right after the step_finished of seed and fetch, 3
-// mid-boot, 1 mid-layer commit, 3 mid-provisioner, 1 mid-cleanup, 3 right after the step_finished of a disk step, 4 mid-export
+// mid-boot, 1 mid-layer commit, 3 mid-provisioner, 1 mid-cleanup, 3 right after the step_finished of a disk step (each disk step), 4 mid-export
 // for 20; more are drawn at random among these kinds) and sorts them in build order. A killed step runs
 // again on the next apply, so several moments can interrupt the same step one after the other.
 func pickMoments(rng *rand.Rand, n int) []moment {
@@ -223,15 +223,14 @@ func pickMoments(rng *rand.Rand, n int) []moment {
 			return timedMoment("boot", delay, "mid-boot")
 		}},
 		{1, func() moment {
-			step := []string{"boot", "provision/networkd", "provision/motd", "cleanup"}[rng.IntN(4)]
+			step := []string{"boot", "provision/motd", "cleanup"}[rng.IntN(3)]
 			return moment{rank: stepRank(step) - 2, target: step, desc: "mid-layer commit of " + step, inCommit: true,
 				trigger: func(e event) (bool, time.Duration) {
 					return e.Type == "step_started" && e.Step == drillImageName+"/"+step, 0
 				}}
 		}},
 		{3, func() moment {
-			name := "provision/" + []string{"networkd", "motd"}[rng.IntN(2)]
-			return timedMoment(name, time.Duration(rng.IntN(3000))*time.Millisecond, "mid-provisioner "+strings.TrimPrefix(name, "provision/"))
+			return timedMoment("provision/motd", time.Duration(rng.IntN(3000))*time.Millisecond, "mid-provisioner motd")
 		}},
 		{1, func() moment {
 			return timedMoment("cleanup", time.Duration(rng.IntN(15000))*time.Millisecond, "mid-cleanup")
@@ -251,8 +250,8 @@ func pickMoments(rng *rand.Rand, n int) []moment {
 	// Right after a step_finished: seed and fetch, then distinct disk steps (a step finishes once).
 	var out []moment
 	finished := []string{"seed", "fetch"}
-	for _, i := range rng.Perm(4)[:3] {
-		finished = append(finished, []string{"boot", "provision/networkd", "provision/motd", "cleanup"}[i])
+	for _, i := range rng.Perm(3) {
+		finished = append(finished, []string{"boot", "provision/motd", "cleanup"}[i])
 	}
 	for _, step := range finished {
 		out = append(out, finishedMoment(step))

@@ -1,6 +1,6 @@
-// Package e2e builds the example image for real: QEMU under TCG, cloud-init, SSH, provisioners, cleanup
-// and the zstd export, against the Debian 12 test image of scripts/build-test-image.sh, then boots the
-// result as a new instance and checks that it is golden.
+// Package e2e builds the example image for real: QEMU under TCG, cloud-init, SSH, provisioners, cleanup,
+// the zstd export and the test step, which boots the result as a new instance and checks that it is
+// golden, against the Debian 12 test image of scripts/build-test-image.sh.
 package e2e
 
 import (
@@ -18,7 +18,6 @@ import (
 	"gitlab.com/imgform/imgform/steps/export"
 	"gitlab.com/imgform/imgform/steps/qemu"
 	"gitlab.com/imgform/imgform/steps/qemu/qemutest"
-	"gitlab.com/imgform/imgform/steps/ssh"
 	"gitlab.com/imgform/imgform/steps/vm"
 )
 
@@ -71,9 +70,10 @@ func (e *env) load() *config.Config {
 
 func (e *env) engine() *engine.Engine {
 	e.rec = newRecorder(e.t)
-	return &engine.Engine{Store: e.store, Guest: &vm.Runner{
+	runner := &vm.Runner{
 		Resolve: func(ctx context.Context, want string) (string, string, error) { return qemu.AccelTCG, "", nil },
-	}, Hooks: e.rec}
+	}
+	return &engine.Engine{Store: e.store, Guest: runner, Tester: runner, Hooks: e.rec}
 }
 
 func (e *env) apply(timeout time.Duration) (*engine.Result, error) {
@@ -100,6 +100,9 @@ func noQEMULeft(t *testing.T, storeDir string) {
 	}
 }
 
+// The example, built for real on the ifupdown variant of the test image, with nothing but its network block
+// to set up the network: the build's own test step boots the output as a new instance and must pass every
+// check. Then a change of the last provisioner with a test that fails on purpose, and a failing provisioner.
 func TestExampleEndToEnd(t *testing.T) {
 	e := setup(t)
 
@@ -109,43 +112,76 @@ func TestExampleEndToEnd(t *testing.T) {
 	}
 	noQEMULeft(t, e.store.Dir())
 	out := filepath.Join(e.dir, "dist", "debian-12-base-2026.11.qcow2.zst")
-	if len(res.Outputs) != 1 || res.Outputs[0].Path != "dist/debian-12-base-2026.11.qcow2.zst" {
+	if len(res.Outputs) != 1 || res.Outputs[0].Path != "dist/debian-12-base-2026.11.qcow2.zst" || res.Outputs[0].Verification != "passed" {
 		t.Fatalf("outputs %+v", res.Outputs)
 	}
-	for _, f := range []string{out, filepath.Join(e.dir, "dist", "SHA256SUMS"), filepath.Join(e.dir, "dist", "debian-12-base.manifest.json")} {
+	for _, f := range []string{out, filepath.Join(e.dir, "dist", "SHA256SUMS")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	buildPub, buildHostKeys := e.buildSecrets()
+	m := e.manifest()
+	checks := map[string]string{}
+	for _, c := range m.Verification.Checks {
+		checks[c.Name] = c.Status
+		if c.Status != engine.CheckPassed {
+			t.Errorf("check %s: %s: %s", c.Name, c.Status, c.Detail)
+		}
+	}
+	// dns too: the example switches resolved on, and the network handoff points resolv.conf at it.
+	for _, name := range []string{"boot", "cloud-init", "machine-id", "ssh-host-keys", "build-user", "network", "dns",
+		"build-traces", "test motd", "test admin-user", "test packages"} {
+		if checks[name] == "" {
+			t.Errorf("no result of check %s in the manifest: %+v", name, m.Verification)
+		}
+	}
+	if m.Verification.Status != export.VerificationPassed {
+		t.Errorf("verification %+v", m.Verification)
+	}
+	if sums, _ := os.ReadFile(filepath.Join(e.dir, "dist", "SHA256SUMS")); strings.Contains(string(sums), "unverified") {
+		t.Errorf("SHA256SUMS %q", sums)
+	}
 
-	t.Run("golden", func(t *testing.T) { checkGolden(t, out, buildPub, buildHostKeys) })
-
-	t.Run("incremental", func(t *testing.T) {
+	t.Run("incremental, with a test that fails", func(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(e.dir, "debian-12-base.imgform.hcl"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		changed := strings.Replace(string(b), `inline = ["test -s /etc/motd"]`, `inline = ["test -s /etc/motd", "echo changed"]`, 1)
-		if changed == string(b) {
-			t.Fatal("the example's last provisioner changed shape; update this test")
+		changed = strings.Replace(changed, "  output \"qcow2\" {", "  test \"fails\" {\n    inline = [\"echo the test breaks here\", \"false\"]\n  }\n\n  output \"qcow2\" {", 1)
+		if changed == string(b) || !strings.Contains(changed, "echo changed") {
+			t.Fatal("the example's last provisioner or its output changed shape; update this test")
 		}
 		if err := os.WriteFile(filepath.Join(e.dir, "debian-12-base.imgform.hcl"), []byte(changed), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		p := e.plan()
-		want := "fetch=cached seed=cached boot=cached provision/networkd=cached provision/motd=run cleanup=run export/qcow2=run"
+		want := "fetch=cached seed=cached boot=cached provision/motd=run cleanup=run export/qcow2=run test=run"
 		if got := shortActions(p); got != want {
 			t.Fatalf("plan %s\nwant %s", got, want)
 		}
-		if _, err := e.apply(30 * time.Minute); err != nil {
-			t.Fatal(err)
+		_, err = e.apply(30 * time.Minute)
+		if err == nil || !strings.Contains(err.Error(), "test fails") || !strings.Contains(err.Error(), "the test breaks here") {
+			t.Fatalf("apply with a failing test: %v", err)
 		}
+		noQEMULeft(t, e.store.Dir())
 		if got := strings.Join(e.rec.ran(), " "); got != "debian-12-base/cleanup debian-12-base/export/qcow2 debian-12-base/provision/motd" {
 			t.Errorf("incremental apply ran %s", got)
 		}
-		if res, err := e.apply(10 * time.Minute); err != nil || res.Ran != 0 {
-			t.Errorf("apply after that ran %v: %v", e.rec.ran(), err)
+		if e.rec.finished["debian-12-base/test"] != engine.StatusFailed {
+			t.Errorf("test step %s", e.rec.finished["debian-12-base/test"])
+		}
+		if _, err := os.Stat(out); err != nil {
+			t.Errorf("the output was not kept: %v", err)
+		}
+		if sums, _ := os.ReadFile(filepath.Join(e.dir, "dist", "SHA256SUMS")); !strings.HasPrefix(string(sums), "# unverified: ") {
+			t.Errorf("SHA256SUMS does not mark the output unverified: %q", sums)
+		}
+		if m := e.manifest(); m.Verification.Status != export.VerificationFailed {
+			t.Errorf("manifest verification %+v", m.Verification)
+		}
+		if got := shortActions(e.plan()); got != "fetch=cached seed=cached boot=cached provision/motd=cached cleanup=cached export/qcow2=cached test=run" {
+			t.Errorf("plan after the failed test: %s", got)
 		}
 	})
 
@@ -161,111 +197,19 @@ func TestExampleEndToEnd(t *testing.T) {
 		}
 		noQEMULeft(t, e.store.Dir())
 		p := e.plan()
-		if got := shortActions(p); !strings.HasPrefix(got, "fetch=cached seed=cached boot=cached provision/networkd=cached provision/motd=cached provision/boom=run") {
+		if got := shortActions(p); !strings.HasPrefix(got, "fetch=cached seed=cached boot=cached provision/motd=cached provision/boom=run") {
 			t.Errorf("layers before the failure not kept: %s", got)
 		}
 	})
 }
 
-// buildSecrets returns the build key's public line and the build's host keys, from the store.
-func (e *env) buildSecrets() (string, string) {
-	objs, err := e.store.List()
+func (e *env) manifest() export.Manifest {
+	e.t.Helper()
+	m, err := export.ReadManifest(filepath.Join(e.dir, "dist", "debian-12-base.manifest.json"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var pub, hk string
-	for _, o := range objs {
-		obj, ok, _ := e.store.Lookup(o.Key)
-		if !ok {
-			continue
-		}
-		if b, err := os.ReadFile(obj.Path(engine.BuildKeyPubFile)); err == nil {
-			pub = strings.Fields(string(b))[1]
-		}
-		if o.Kind == string(engine.KindCleanup) {
-			if b, err := os.ReadFile(obj.Path(engine.HostKeysFile)); err == nil {
-				hk = string(b)
-			}
-		}
-	}
-	if pub == "" || hk == "" {
-		e.t.Fatalf("no build key (%q) or host keys (%q) in the store", pub, hk)
-	}
-	return pub, hk
-}
-
-// checkGolden boots the exported image as a new instance and checks what a golden image must be.
-func checkGolden(t *testing.T, out, buildPub, buildHostKeys string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	disk := filepath.Join(dir, "image.qcow2")
-	if err := export.Decompress(ctx, out, disk); err != nil {
-		t.Fatal(err)
-	}
-	overlay := filepath.Join(dir, "overlay.qcow2")
-	if err := qemu.CreateOverlay(ctx, overlay, disk, "qcow2", 0); err != nil {
-		t.Fatal(err)
-	}
-	g, err := qemutest.Boot(ctx, qemutest.Options{Dir: dir, Disk: overlay, InstanceID: "golden-check-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	c, hk, err := g.Dial(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := ssh.WaitCloudInit(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	run := func(cmd string) string {
-		b, code, err := c.Output(ctx, cmd, ssh.RunOptions{Sudo: true})
-		if err != nil || code != 0 {
-			t.Errorf("%s: exit %d: %v\n%s", cmd, code, err, b)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	if id := run("cat /etc/machine-id"); len(id) != 32 {
-		t.Errorf("machine-id %q", id)
-	}
-	if strings.Contains(buildHostKeys, strings.Fields(string(ssh.MarshalHostKeys(hk.Accepted())))[1]) {
-		t.Error("the instance has the build's SSH host key")
-	}
-	if got := run("grep -rl " + ssh.Quote(buildPub) + " /home /root /etc /var/lib/cloud 2>/dev/null || true"); got != "" {
-		t.Errorf("the build key is still authorized in: %s", got)
-	}
-	if got := run("id imgform-build 2>&1 || true"); !strings.Contains(got, "no such user") {
-		t.Errorf("build user: %s", got)
-	}
-	if got := run("ip -4 route show default"); !strings.Contains(got, "metric 100") {
-		t.Errorf("default route %q lacks metric 100", got)
-	}
-	if got := run("networkctl list --no-legend"); !strings.Contains(got, "routable") || !strings.Contains(got, "configured") {
-		t.Errorf("networkd: %s", got)
-	}
-	if got := run("readlink /etc/resolv.conf"); got != "/run/systemd/resolve/stub-resolv.conf" {
-		t.Errorf("resolv.conf -> %q", got)
-	}
-	if got := run("ls /var/lib/cloud/instances"); got != "golden-check-1" {
-		t.Errorf("cloud-init instances %q: data from the build remains", got)
-	}
-	if got := run("id -nG debian"); !strings.Contains(got, "adm") || !strings.Contains(got, "sudonp") || !strings.Contains(got, "sudo") {
-		t.Errorf("admin groups %q", got)
-	}
-	if got := run("cat /etc/sudoers.d/sudonp"); got != "%sudonp ALL=(ALL:ALL) NOPASSWD: ALL" {
-		t.Errorf("sudoers %q", got)
-	}
-	if got := run("cat /etc/motd"); !strings.Contains(got, "built by imgform") {
-		t.Errorf("motd %q", got)
-	}
-	if got := run("dpkg-query -W -f '${Status}' etckeeper unattended-upgrades"); strings.Count(got, "install ok installed") != 2 {
-		t.Errorf("packages %q", got)
-	}
-	if got := run("test -e /etc/network/interfaces.d/50-cloud-init && echo present || echo absent"); got != "absent" {
-		t.Errorf("ifupdown config from cloud-init: %s", got)
-	}
+	return m
 }
 
 func shortActions(p *engine.Plan) string {

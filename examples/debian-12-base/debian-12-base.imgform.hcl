@@ -69,7 +69,8 @@ image "debian-12-base" {
     }
   }
 
-  # The first interface, whatever the hypervisor calls it: DHCPv4 only, no IPv6, no mDNS, no LLMNR.
+  # The first interface, whatever the hypervisor calls it: DHCPv4 only, no IPv6, no mDNS, no LLMNR. imgform
+  # hands the interface to systemd-networkd in the image (docs/configuration.md says exactly what it changes).
   network "50-default" {
     match = {
       Name = ["en*", "eth*"]
@@ -85,11 +86,6 @@ image "debian-12-base" {
       RouteMetric = var.route_metric
       UseDomains  = true
     }
-  }
-
-  provision "networkd" {
-    script = "scripts/use-networkd.sh"
-    sudo   = true
   }
 
   provision "motd" {
@@ -110,6 +106,25 @@ image "debian-12-base" {
     logs            = true
     zero_free_space = true
     trim            = true
+  }
+
+  # After the export, a new instance of the image boots with a fresh seed and is checked: the built-in checks
+  # (network, new identity, no build user or traces) and these, which check what this image promises.
+  test "motd" {
+    inline = ["grep -q 'built by imgform' /etc/motd"]
+  }
+
+  test "admin-user" {
+    inline = [
+      "id -nG ${var.admin_user} | tr ' ' '\\n' | grep -qx sudonp",
+      "test \"$(stat -c %a /etc/sudoers.d/sudonp)\" = 440",
+      "visudo -c -q",
+    ]
+    sudo = true
+  }
+
+  test "packages" {
+    inline = ["for p in ${join(" ", var.packages)}; do dpkg-query -W -f '$${db:Status-Status}\\n' \"$p\" | grep -qx installed; done"]
   }
 
   output "qcow2" {

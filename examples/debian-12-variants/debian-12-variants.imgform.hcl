@@ -40,11 +40,6 @@ image "debian-12-small" {
     }
   }
 
-  provision "networkd" {
-    script = "scripts/use-networkd.sh"
-    sudo   = true
-  }
-
   provision "motd" {
     file {
       content     = "Debian 12 small base ${var.version}, built by imgform.\n"
