@@ -6,15 +6,28 @@
 # BIOS mode on the serial console, Debian's cloud kernel, cloud-init (NoCloud through a disk labelled
 # "cidata"), openssh-server without host keys, no root password, empty machine-id.
 #
-# Usage: sudo scripts/build-test-image.sh      (root, Debian 12, needs deb.debian.org on a cold run)
-#   stdout: only the path of the image, so callers can do  img=$(scripts/build-test-image.sh)
+# Two variants, for the two network stacks that real Debian sources use:
+#   ifupdown  (default) like a Debian server install: ifupdown + isc-dhcp-client manage the NIC, cloud-init
+#             renders ENI (/etc/network/interfaces.d/50-cloud-init); systemd-networkd is installed (it is
+#             part of systemd) but disabled, with systemd-networkd-wait-online; systemd-resolved is
+#             enabled and gets the DHCP DNS servers from a dhclient hook.
+#   netplan   like the official genericcloud image: netplan.io instead of ifupdown (isc-dhcp-client is
+#             still there, as on the official image: cloud-init depends on it, but nothing runs it on
+#             boot), cloud-init renders netplan (/etc/netplan/50-cloud-init.yaml), systemd-networkd (with
+#             wait-online) and systemd-resolved enabled; networkd hands the DHCP DNS servers to resolved.
+#
+# Usage: sudo scripts/build-test-image.sh [ifupdown|netplan]   (root, Debian 12, needs deb.debian.org on a
+#                                                                cold run)
+#   The variant is the first argument, else $IMGFORM_TEST_IMAGE_VARIANT, else ifupdown; any other is an error.
+#   stdout: only the path of the image, so callers can do  img=$(scripts/build-test-image.sh netplan)
 #   stderr: progress
 #
 # The result is cached at
-#   ${IMGFORM_TEST_IMAGE_DIR:-/var/cache/imgform/test-images}/debian-12-cloud-<16 hex of sha256(this script)>.qcow2
+#   ${IMGFORM_TEST_IMAGE_DIR:-/var/cache/imgform/test-images}/debian-12-cloud-<variant>-<16 hex of sha256(this script)>.qcow2
 # with <image>.SHA256SUMS beside it. If that file exists the script prints its path and exits at once; any
-# edit of this script changes the name and so rebuilds. The build runs in a temporary folder in the same
-# directory and the image is renamed into place only when complete.
+# edit of this script changes the names of both variants and so rebuilds them. The build runs in a
+# temporary folder in the same directory and the image is renamed into place only when complete. Builds
+# of either variant in one cache folder run one at a time and share its .debs download cache.
 #
 # Facts this script relies on (see the project's field notes): the host kernel has no partition-table
 # support for loop devices (no loopNp1), so partitions are reached with losetup --offset/--sizelimit;
@@ -34,11 +47,14 @@ readonly SECURITY_MIRROR=http://deb.debian.org/debian-security
 readonly DISK_SIZE=2G          # virtual size, like the official genericcloud image
 readonly PART_START=2048       # sectors: 1 MiB gap after the MBR for GRUB's core.img
 
-# Packages installed with apt inside the chroot (no recommends). systemd-resolved comes later, on its own.
+readonly VARIANTS=(ifupdown netplan)
+
+# Packages installed with apt inside the chroot (no recommends), then those of the variant's network stack
+# (NET_PACKAGES, below). systemd-resolved comes later, on its own.
 readonly PACKAGES=(
   systemd-sysv dbus libpam-systemd udev kmod
   linux-image-cloud-amd64 initramfs-tools zstd grub-pc
-  ifupdown isc-dhcp-client iproute2 netbase iputils-ping
+  iproute2 netbase iputils-ping
   openssh-server sudo qemu-guest-agent
   cloud-init cloud-guest-utils cloud-initramfs-growroot fdisk
   ca-certificates curl locales procps less apt-utils
@@ -47,12 +63,21 @@ readonly PACKAGES=(
 log() { printf '[build-test-image %4ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+(($# <= 1)) || die "usage: $0 [ifupdown|netplan]"
+variant=${1:-${IMGFORM_TEST_IMAGE_VARIANT:-ifupdown}}
+case $variant in
+  ifupdown) NET_PACKAGES=(ifupdown isc-dhcp-client) ;;
+  netplan) NET_PACKAGES=(netplan.io) ;; # isc-dhcp-client comes anyway: cloud-init depends on it
+  *) die "unknown variant '$variant' (argument or IMGFORM_TEST_IMAGE_VARIANT): want one of ${VARIANTS[*]}" ;;
+esac
+readonly variant NET_PACKAGES
+
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 
 script_path=$(readlink -f "${BASH_SOURCE[0]}")
 script_hash=$(sha256sum "$script_path" | cut -c1-16)
 out_dir=$(realpath -m -- "${IMGFORM_TEST_IMAGE_DIR:-/var/cache/imgform/test-images}")
-image_name=debian-12-cloud-${script_hash}.qcow2
+image_name=debian-12-cloud-${variant}-${script_hash}.qcow2
 image=$out_dir/$image_name
 
 if [[ -f $image ]]; then
@@ -180,13 +205,13 @@ for stale in "$out_dir"/.build.*/; do
 done
 
 work=$(mktemp -d "$out_dir/.build.XXXXXX")
-# Downloaded .deb files are kept between builds (only those of the last image), so that a rebuild after an
-# edit of this script downloads little. The build lock guards this folder too.
+# Downloaded .deb files are kept between builds (those of the last image of each variant, see the cleanup),
+# so that a rebuild after an edit of this script downloads little. The build lock guards this folder too.
 debs=$out_dir/.debs
 mkdir -p "$debs/partial"
 raw=$work/disk.raw
 root=$work/root
-log "building $image (work in $work)"
+log "building $image (variant $variant, work in $work)"
 
 # ---------------------------------------------------------------------------------------------------------
 # Disk: MBR, one bootable Linux partition from 1 MiB to the end, ext4.
@@ -270,25 +295,51 @@ locales locales/default_environment_locale select C.UTF-8
 EOF
 
 # ---------------------------------------------------------------------------------------------------------
-log "apt: upgrade and install ${#PACKAGES[@]} packages"
+log "apt: upgrade and install ${#PACKAGES[@]} + ${#NET_PACKAGES[@]} packages (${NET_PACKAGES[*]})"
 apt_opts=(-y -q -o Dpkg::Use-Pty=0 -o APT::Install-Recommends=false -o Dpkg::Options::=--force-confdef
   -o Dpkg::Options::=--force-confold)
 run "${in_root[@]}" apt-get update -q
 run "${in_root[@]}" apt-get "${apt_opts[@]}" dist-upgrade
-run "${in_root[@]}" apt-get "${apt_opts[@]}" install "${PACKAGES[@]}"
+run "${in_root[@]}" apt-get "${apt_opts[@]}" install "${PACKAGES[@]}" "${NET_PACKAGES[@]}"
 # Last: it turns /etc/resolv.conf into a symlink to resolved's stub, and DNS in the chroot is gone.
 run "${in_root[@]}" apt-get "${apt_opts[@]}" install systemd-resolved
-"${in_root[@]}" systemctl enable systemd-networkd.service systemd-resolved.service
-# Enabling networkd also enables systemd-networkd-wait-online, which waits 2 minutes for a link that
-# networkd manages; on this image ifupdown manages the NIC (cloud-init writes an ENI file), so
-# cloud-init.service (ordered after wait-online) and thus SSH would come up 2 minutes late.
-"${in_root[@]}" systemctl disable systemd-networkd-wait-online.service
+
+# unit_state UNIT EXPECTED: fail the build unless systemctl is-enabled says EXPECTED.
+unit_state() {
+  local state
+  state=$("${in_root[@]}" systemctl is-enabled "$1" 2>/dev/null) || :
+  [[ $state == "$2" ]] || die "$1 is '$state' in the image, want '$2'"
+}
+
+case $variant in
+  netplan)
+    # As on the official image: networkd manages the NIC (netplan's networkd backend) and feeds resolved the
+    # DHCP DNS servers. Enabling networkd also enables systemd-networkd-wait-online (Also=), as there; with
+    # networkd managing the NIC it is done as soon as DHCP is, so it does not hold up cloud-init.service.
+    # cloud-init needs no renderer setting: Debian's cloud.cfg names none, so it takes the first available of
+    # its default order (eni, sysconfig, netplan, ...), and without ifupdown that is netplan.
+    "${in_root[@]}" systemctl enable systemd-networkd.service systemd-resolved.service
+    unit_state systemd-networkd.service enabled
+    unit_state systemd-networkd-wait-online.service enabled
+    ;;
+  ifupdown)
+    # As on a Debian server install: ifupdown manages the NIC (cloud-init writes an ENI file) and networkd is
+    # left disabled, and with it systemd-networkd-wait-online, which would wait 2 minutes for a link that
+    # networkd manages and hold up cloud-init.service (ordered after it) and thus SSH.
+    "${in_root[@]}" systemctl disable systemd-networkd.service systemd-networkd-wait-online.service
+    "${in_root[@]}" systemctl enable systemd-resolved.service
+    unit_state systemd-networkd.service disabled
+    unit_state systemd-networkd-wait-online.service disabled
+    ;;
+esac
+unit_state systemd-resolved.service enabled
 
 # ifupdown's dhclient knows nothing about resolved: it writes into resolved's stub file, which resolved
 # overwrites, so the guest has no DNS server. Hand the servers to resolved instead (as Ubuntu's hook does).
 # This runs before D-Bus is up (networking.service comes before sysinit.target is reached), so it writes a
 # resolved.conf drop-in and restarts resolved rather than calling resolvectl.
-cat >"$root/etc/dhcp/dhclient-enter-hooks.d/resolved" <<'HOOK'
+if [[ $variant == ifupdown ]]; then
+  cat >"$root/etc/dhcp/dhclient-enter-hooks.d/resolved" <<'HOOK'
 # Sourced by dhclient-script: pass the DHCP DNS servers and domains to systemd-resolved.
 if [ -x /lib/systemd/systemd-resolved ] && [ -L /etc/resolv.conf ] &&
   systemctl is-enabled --quiet systemd-resolved.service 2>/dev/null; then
@@ -322,6 +373,7 @@ if [ -x /lib/systemd/systemd-resolved ] && [ -L /etc/resolv.conf ] &&
   esac
 fi
 HOOK
+fi
 
 # ---------------------------------------------------------------------------------------------------------
 log "GRUB (BIOS): core.img through grub-mkimage, boot sector through grub-bios-setup"
@@ -347,15 +399,22 @@ rm -f "$root/etc/default/grub.d/99_build_device.cfg"
 # ---------------------------------------------------------------------------------------------------------
 log "cleanup like the official image"
 "${in_root[@]}" usermod -p '*' root      # no root password
-# Keep in the download cache exactly the packages of this image, then empty the image's own cache.
-declare -A installed=()
+# Keep in the download cache the packages of the last image of each variant (the union, so that building
+# the variants in turn does not evict the other's), then empty the image's own cache. .debs/.keep-<variant>
+# lists the .deb files of that variant's last image.
 # shellcheck disable=SC2016 # a dpkg-query format, not shell expansions
 deb_format='${Package}_${Version}_${Architecture}.deb\n'
-while read -r deb; do
-  installed[$deb]=1
-done < <("${in_root[@]}" dpkg-query -W -f "$deb_format" | sed 's/:/%3a/g')
+"${in_root[@]}" dpkg-query -W -f "$deb_format" | sed 's/:/%3a/g' >"$debs/.keep-$variant.new"
+mv -f "$debs/.keep-$variant.new" "$debs/.keep-$variant"
+declare -A keep=()
+for list in "$debs"/.keep-*; do
+  [[ " ${VARIANTS[*]} " == *" ${list##*/.keep-} "* ]] || { rm -f "$list"; continue; }
+  while read -r deb; do
+    keep[$deb]=1
+  done <"$list"
+done
 for deb in "$debs"/*.deb; do
-  [[ -n ${installed[${deb##*/}]:-} ]] || rm -f "$deb"
+  [[ -n ${keep[${deb##*/}]:-} ]] || rm -f "$deb"
 done
 do_umount "$root/var/cache/apt/archives"
 "${in_root[@]}" apt-get clean

@@ -2,9 +2,9 @@
 // qcow2 overlay on the cached image (never the image itself), a NoCloud seed that creates a user for an
 // ephemeral build key, and helpers to log in over SSH with the host key pinned from the serial console.
 //
-// The test image comes from scripts/build-test-image.sh, which builds it once and caches it. QEMU and
-// qemu-img come from scripts/install-deps.sh. When either is missing the helpers return an error saying so:
-// guest tests must fail, not pass silently, on a machine that cannot run them.
+// The test image comes from scripts/build-test-image.sh, which builds each variant once and caches it. QEMU
+// and qemu-img come from scripts/install-deps.sh. When either is missing the helpers return an error saying
+// so: guest tests must fail, not pass silently, on a machine that cannot run them.
 package qemutest
 
 import (
@@ -55,21 +55,29 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// TestImage returns the path of the cached test image, building it first if needed (minutes, network).
+// TestImage returns the path of the cached test image (the default variant, "ifupdown"), building it
+// first if needed (minutes, network).
 func TestImage(ctx context.Context) (string, error) {
+	return TestImageVariant(ctx, "ifupdown")
+}
+
+// TestImageVariant is TestImage for a variant of scripts/build-test-image.sh: "ifupdown" (ifupdown manages
+// the NIC, cloud-init writes ENI, systemd-networkd disabled) or "netplan" (as on the official genericcloud
+// image: cloud-init writes netplan, systemd-networkd manages the NIC).
+func TestImageVariant(ctx context.Context, variant string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "build-test-image.sh"))
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "build-test-image.sh"), variant)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("scripts/build-test-image.sh: %w\n%s", err, lastLines(stderr.String(), 20))
+		return "", fmt.Errorf("scripts/build-test-image.sh %s: %w\n%s", variant, err, lastLines(stderr.String(), 20))
 	}
 	img := strings.TrimSpace(stdout.String())
 	if _, err := os.Stat(img); err != nil {
-		return "", fmt.Errorf("scripts/build-test-image.sh printed %q: %w", img, err)
+		return "", fmt.Errorf("scripts/build-test-image.sh %s printed %q: %w", variant, img, err)
 	}
 	return img, nil
 }
