@@ -273,8 +273,9 @@ if [ -n "$net_yaml" ]; then
 IMGFORM_NETPLAN
 fi
 
-# NetworkManager leaves the claimed interfaces alone; its own and cloud-init's profiles for them go
-if [ -d "$net_root/etc/NetworkManager" ]; then
+# NetworkManager, where installed (netplan.io alone leaves an /etc/NetworkManager behind), leaves the claimed
+# interfaces alone; its own and cloud-init's profiles for them go
+if net_installed NetworkManager.service; then
 	mkdir -p "$net_root/etc/NetworkManager/conf.d"
 	printf '%s\n' '# imgform: systemd-networkd manages these interfaces (network blocks)' '[keyfile]' @NM_UNMANAGED@ \
 		>"$net_root/etc/NetworkManager/conf.d/90-imgform-unmanaged.conf"

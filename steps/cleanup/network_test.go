@@ -178,8 +178,10 @@ network:
 		"lib/netplan/10-vendor.yaml":        "network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp6: true\n  bridges:\n    br0:\n      dhcp4: true\n",
 		"usr/lib/netplan/20-vendor.yaml":    "network:\n  version: 2\n  ethernets:\n    eth1:\n      dhcp4: true\n",
 		"usr/lib/netplan/30-unclaimed.yaml": "network:\n  version: 2\n  wifis:\n    wlan1:\n      dhcp4: true\n",
-		"etc/resolv.conf":                   "-> ../run/systemd/resolve/stub-resolv.conf",
-		"etc/cloud/cloud.cfg":               "datasource_list: [NoCloud]\n",
+		// netplan.io's NetworkManager integration without NetworkManager installed: nothing to do there
+		"etc/NetworkManager/conf.d/.keep": "",
+		"etc/resolv.conf":                 "-> ../run/systemd/resolve/stub-resolv.conf",
+		"etc/cloud/cloud.cfg":             "datasource_list: [NoCloud]\n",
 	}
 	netplanRewritten = map[string]string{
 		"etc/netplan/50-cloud-init.yaml": gone,
@@ -207,6 +209,7 @@ network:
 	}
 
 	networkManager = map[string]string{
+		"lib/systemd/system/NetworkManager.service":                             "[Unit]\nDescription=Network Manager\n\n[Service]\nExecStart=/usr/sbin/NetworkManager\n",
 		"etc/NetworkManager/NetworkManager.conf":                                "[main]\nplugins=ifupdown,keyfile\n",
 		"etc/NetworkManager/conf.d/10-globally-managed-devices.conf":            "[keyfile]\nunmanaged-devices=none\n",
 		"etc/NetworkManager/system-connections/cloud-init-eth0.nmconnection":    "[connection]\nid=cloud-init eth0\ntype=ethernet\n",
@@ -414,9 +417,10 @@ func TestNetworkHandoffQuotesGlobs(t *testing.T) {
 	root := t.TempDir()
 	hostile := `it's$(touch${IFS}pwned)*`
 	writeTree(t, root, merge(networkdUnits, map[string]string{
-		"etc/NetworkManager/NetworkManager.conf": "[main]\n",
-		"etc/network/interfaces":                 "auto eth0 " + hostile + "x\niface eth0 inet dhcp\n",
-		"etc/netplan/60-custom.yaml":             "network:\n  ethernets:\n    \"" + hostile + "x\":\n      dhcp4: true\n    eth0:\n      dhcp4: true\n",
+		"lib/systemd/system/NetworkManager.service": "[Service]\n",
+		"etc/NetworkManager/NetworkManager.conf":    "[main]\n",
+		"etc/network/interfaces":                    "auto eth0 " + hostile + "x\niface eth0 inet dhcp\n",
+		"etc/netplan/60-custom.yaml":                "network:\n  ethernets:\n    \"" + hostile + "x\":\n      dhcp4: true\n    eth0:\n      dhcp4: true\n",
 	}))
 	stdout, stderr, code := runHandoff(t, sh, root, NetworkHandoff([]*config.NetworkUnit{matchUnit("50-odd", hostile)}))
 	if code != 0 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,12 +133,7 @@ func (s *session) finish(ctx context.Context, last *engine.StepPlan) error {
 	return s.commit(l)
 }
 
-func (s *session) localPath(p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(s.job.ConfigDir, p)
-}
+func (s *session) localPath(p string) string { return localPath(s.job.ConfigDir, p) }
 
 func sanitize(name string) string {
 	return strings.Map(func(r rune) rune {
