@@ -38,17 +38,23 @@ func (d *decoder) provision(b *hcl.Block) *Provisioner {
 	for _, fb := range c.Blocks {
 		p.Uploads = append(p.Uploads, d.upload(fb))
 	}
+	d.inlineOrScript(b, a, "Provisioner", p.Name, len(c.Blocks) > 0,
+		"does nothing: give inline = [\"command\", ...], script = \"path\" or a file { source, destination } block")
+	return p
+}
+
+// inlineOrScript reports a provisioner or test block (what, named name) that has both inline and script, or
+// neither when it has nothing else to do (other); empty says what to give then.
+func (d *decoder) inlineOrScript(b *hcl.Block, a hcl.Attributes, what, name string, other bool, empty string) {
 	_, hasInline := a["inline"]
 	_, hasScript := a["script"]
 	switch {
 	case hasInline && hasScript:
 		d.errorf(a["script"].NameRange, "Both inline and script",
-			"Provisioner %q has both inline and script. Use two provision blocks, or put the commands into the script.", p.Name)
-	case !hasInline && !hasScript && len(c.Blocks) == 0:
-		d.errorf(b.DefRange, "Empty provisioner",
-			"Provisioner %q does nothing: give inline = [\"command\", ...], script = \"path\" or a file { source, destination } block.", p.Name)
+			"%s %q has both inline and script. Use two %s blocks, or put the commands into the script.", what, name, b.Type)
+	case !hasInline && !hasScript && !other:
+		d.errorf(b.DefRange, "Empty "+strings.ToLower(what), "%s %q %s.", what, name, empty)
 	}
-	return p
 }
 
 var uploadSchema = &hcl.BodySchema{

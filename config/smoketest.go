@@ -84,15 +84,7 @@ func (d *decoder) test(b *hcl.Block) *Test {
 	}
 	d.boolean(a, "sudo", &t.Sudo)
 	d.duration(a, "timeout", &t.Timeout)
-	_, hasInline := a["inline"]
-	_, hasScript := a["script"]
-	switch {
-	case hasInline && hasScript:
-		d.errorf(a["script"].NameRange, "Both inline and script",
-			"Test %q has both inline and script. Use two test blocks, or put the commands into the script.", t.Name)
-	case !hasInline && !hasScript:
-		d.errorf(b.DefRange, "Empty test",
-			"Test %q checks nothing: give inline = [\"command\", ...] or script = \"path\"; it passes when they exit 0.", t.Name)
-	}
+	d.inlineOrScript(b, a, "Test", t.Name, false,
+		"checks nothing: give inline = [\"command\", ...] or script = \"path\"; it passes when they exit 0")
 	return t
 }

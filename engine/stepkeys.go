@@ -173,22 +173,13 @@ func (kc *keyContext) provisionKey(ctx context.Context, s *Step, b *keyBuilder) 
 	if err := b.addJSON("provisioner", conf); err != nil {
 		return err
 	}
-	if p.Script != "" {
-		h, err := kc.files.Hash(ctx, kc.path(p.Script))
-		if err != nil {
-			return fmt.Errorf("provisioner %q: script %s: %w", p.Name, p.Script, err)
-		}
-		b.add("script "+p.Script, []byte("sha256:"+h))
+	if err := kc.addFile(ctx, b, "script", p.Script); err != nil {
+		return fmt.Errorf("provisioner %q: %w", p.Name, err)
 	}
 	for _, u := range p.Uploads {
-		if u.Source == "" {
-			continue
+		if err := kc.addFile(ctx, b, "file", u.Source); err != nil {
+			return fmt.Errorf("provisioner %q: %w", p.Name, err)
 		}
-		h, err := kc.files.Hash(ctx, kc.path(u.Source))
-		if err != nil {
-			return fmt.Errorf("provisioner %q: file %s: %w", p.Name, u.Source, err)
-		}
-		b.add("file "+u.Source, []byte("sha256:"+h))
 	}
 	kc.explainVars(b, p.VarRefs)
 	return nil
@@ -223,16 +214,26 @@ func (kc *keyContext) testKey(ctx context.Context, s *Step, b *keyBuilder) error
 		}{t.Inline, t.Script, t.Sudo}); err != nil {
 			return err
 		}
-		if t.Script != "" {
-			h, err := kc.files.Hash(ctx, kc.path(t.Script))
-			if err != nil {
-				return fmt.Errorf("test %q: script %s: %w", t.Name, t.Script, err)
-			}
-			b.add("script "+t.Script, []byte("sha256:"+h))
+		if err := kc.addFile(ctx, b, "script", t.Script); err != nil {
+			return fmt.Errorf("test %q: %w", t.Name, err)
 		}
 		refs = append(refs, t.VarRefs...)
 	}
 	kc.explainVars(b, refs)
+	return nil
+}
+
+// addFile puts the content of a local file a step reads into its key as "<what> <path>" (nothing when path
+// is empty): a script or an uploaded file.
+func (kc *keyContext) addFile(ctx context.Context, b *keyBuilder, what, path string) error {
+	if path == "" {
+		return nil
+	}
+	h, err := kc.files.Hash(ctx, kc.path(path))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	b.add(what+" "+path, []byte("sha256:"+h))
 	return nil
 }
 

@@ -166,8 +166,8 @@ unit() { # unit NAME FILE METRIC
   fi
   for l in $matched; do
     setup=$(networkctl list --no-legend --no-pager | awk -v l="$l" '$2 == l {print $5}')
-    addrs=$(ip -br addr show dev "$l" scope global | awk '{$1 = $2 = ""; print}')
-    echo "network \"$1\": $l is $setup, addresses:${addrs:- none}"
+    addrs=$(ip -br addr show dev "$l" scope global | awk '{$1 = $2 = ""; sub(/^ +/, ""); print}')
+    echo "network \"$1\": $l is $setup, addresses: ${addrs:-none}"
     if [ "$setup" != configured ]; then echo "  $l is not configured by systemd-networkd"; fail=1; fi
     if [ -z "$(echo $addrs)" ]; then echo "  $l has no global address"; fail=1; fi
     if [ -n "$3" ]; then

@@ -1,0 +1,12 @@
+image "base" {
+  source {
+    url      = "https://example.org/disk.qcow2"
+    checksum = "sha256:abababababababababababababababababababababababababababababababab"
+  }
+  smoke_test {
+    netwrok = false
+  }
+  output "qcow2" {
+    path = "dist/base.qcow2"
+  }
+}
