@@ -46,8 +46,7 @@ func (r *Runner) Test(ctx context.Context, job *engine.TestJob) (*engine.TestRep
 		}
 	}()
 	start := time.Now()
-	key, err := t.boot(ctx, r.resolve)
-	if err != nil {
+	if err := t.boot(ctx, r.resolve); err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
@@ -55,55 +54,55 @@ func (r *Runner) Test(ctx context.Context, job *engine.TestJob) (*engine.TestRep
 		return t.report, t.failure()
 	}
 	t.record(smoke.CheckBoot, engine.CheckPassed, "", start)
-	t.runChecks(ctx, key)
+	t.runChecks(ctx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return t.report, t.failure()
 }
 
-// boot starts the instance and logs in as the test user; it returns the throwaway key.
-func (t *testInstance) boot(ctx context.Context, resolve func(context.Context, string) (string, string, error)) (*ssh.Key, error) {
+// boot starts the instance and logs in as the test user with a throwaway key.
+func (t *testInstance) boot(ctx context.Context, resolve func(context.Context, string) (string, string, error)) error {
 	job := t.job
 	m := job.Image.Machine
 	accel, warning, err := resolve(ctx, m.Accelerator)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if warning != "" && job.Message != nil {
 		job.Message(warning)
 	}
 	key, err := ssh.GenerateKey()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if t.instanceID, err = smoke.NewInstanceID(); err != nil {
-		return nil, err
+		return err
 	}
 	mac, err := smoke.NewMAC()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	md, err := seed.MetaData(t.instanceID, seed.HostnameFor(job.Image.Name))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	iso := filepath.Join(job.WorkDir, "seed.iso")
 	if err := seed.Build(ctx, seed.Files{UserData: smoke.UserData(key.AuthorizedKey()), MetaData: md}, iso); err != nil {
-		return nil, err
+		return err
 	}
 	overlay := filepath.Join(job.WorkDir, "instance.qcow2")
 	if err := qemu.CreateOverlay(ctx, overlay, job.Disk.Path, job.Disk.Format, 0); err != nil {
-		return nil, err
+		return err
 	}
 	stateDir := filepath.Join(job.WorkDir, "state")
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	opts := qemu.MachineOptions(m, accel)
 	opts.Disk, opts.ExtraDrives, opts.StateDir, opts.MAC = overlay, seed.QEMUArgs(iso), stateDir, mac
 	if t.vm, err = qemu.Start(ctx, opts); err != nil {
-		return nil, err
+		return err
 	}
 	job.Output(fmt.Sprintf("booting a new instance (instance-id %s, MAC %s)", t.instanceID, mac))
 	// The new host keys are pinned from the console, where cloud-init prints them, as on a build's first boot.
@@ -113,13 +112,13 @@ func (t *testInstance) boot(ctx context.Context, resolve func(context.Context, s
 	t.client, err = ssh.Dial(bctx, t.vm.SSHAddr(), smoke.TestUser, key, t.hk.Callback(), ssh.WithHostKeys(t.hk),
 		ssh.WithConsoleTail(func() string { return t.vm.Tail(40) }))
 	if err != nil {
-		return nil, fmt.Errorf("no SSH login into the new instance: %w", timeoutHint(err, bctx, "boot_timeout", m.BootTimeout))
+		return fmt.Errorf("no SSH login into the new instance: %w", timeoutHint(err, bctx, "boot_timeout", m.BootTimeout))
 	}
-	return key, nil
+	return nil
 }
 
 // runChecks runs the built-in checks, then the test blocks.
-func (t *testInstance) runChecks(ctx context.Context, key *ssh.Key) {
+func (t *testInstance) runChecks(ctx context.Context) {
 	job := t.job
 	img := job.Image
 	buildKey, err := ssh.ParseKey(job.BuildKey)
