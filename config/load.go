@@ -155,8 +155,27 @@ func (l *Loader) Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 	}
 	diags = append(diags, checkImageGraph(cfg)...)
 	diags = append(diags, checkOutputPaths(cfg)...)
+	if !diags.HasErrors() {
+		inheritNetworks(cfg)
+	}
 	refineReferenceErrors(diags, ctx)
 	return cfg, diags
+}
+
+// inheritNetworks sets InheritedNetworks of every derived image: the network blocks of the images it derives
+// from, whose handoff to systemd-networkd its disk already carries. The graph has no cycles by now.
+func inheritNetworks(cfg *Config) {
+	var networks func(img *Image, depth int) []*NetworkUnit
+	networks = func(img *Image, depth int) []*NetworkUnit {
+		parent := cfg.Image(img.Source.Image)
+		if parent == nil || depth > len(cfg.Images) {
+			return nil
+		}
+		return append(networks(parent, depth+1), parent.Networks...)
+	}
+	for _, img := range cfg.Images {
+		img.InheritedNetworks = networks(img, 0)
+	}
 }
 
 // Load is a shortcut for NewLoader().Load when diagnostics need no snippets.

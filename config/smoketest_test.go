@@ -81,3 +81,48 @@ image "base" {
 		})
 	}
 }
+
+// A derived image inherits the network blocks of the images it derives from, for its test step.
+func TestDerivedImagesInheritNetworks(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, dir, "disk.raw", "x")
+	writeTestFile(t, dir, "main.imgform.hcl", `
+image "base" {
+  source {
+    path = "disk.raw"
+  }
+  network "50-default" {
+    match = { Name = "en*" }
+  }
+}
+image "mid" {
+  source {
+    image = image.base
+  }
+  network "60-second" {
+    match = { Name = "eth1" }
+  }
+}
+image "leaf" {
+  source {
+    image = image.mid
+  }
+}
+`)
+	cfg, diags := Load(dir, LoadOptions{Env: []string{}})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	names := func(img string) string {
+		var out []string
+		for _, n := range cfg.Image(img).InheritedNetworks {
+			out = append(out, n.Name)
+		}
+		return fmt.Sprint(out)
+	}
+	for img, want := range map[string]string{"base": "[]", "mid": "[50-default]", "leaf": "[50-default 60-second]"} {
+		if got := names(img); got != want {
+			t.Errorf("%s inherits %s, want %s", img, got, want)
+		}
+	}
+}

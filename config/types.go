@@ -49,14 +49,17 @@ type Variable struct {
 
 // Image is one image block: how to get a source disk, how to boot it, what to do in it, what to write out.
 type Image struct {
-	Name         string
-	Source       Source
-	Machine      Machine
-	Userdata     Userdata
-	Networks     []*NetworkUnit
-	Provisioners []*Provisioner
-	Cleanup      Cleanup
-	Outputs      []*Output
+	Name     string
+	Source   Source
+	Machine  Machine
+	Userdata Userdata
+	Networks []*NetworkUnit
+	// InheritedNetworks are the network blocks of the images this one derives from (its disk carries their
+	// handoff); the test step checks them too. Set by Load.
+	InheritedNetworks []*NetworkUnit
+	Provisioners      []*Provisioner
+	Cleanup           Cleanup
+	Outputs           []*Output
 	// SmokeTest and Tests are what the test step checks in a new instance of the result (smoketest.go).
 	SmokeTest SmokeTest
 	Tests     []*Test

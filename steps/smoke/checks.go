@@ -67,9 +67,10 @@ func Checks(img *config.Image) []Check {
 	}
 	add(st.SSHHostKeys, hk)
 	add(st.BuildUser, Check{Name: CheckBuildUser, Script: buildUserScript})
-	nw := Check{Name: CheckNetwork, Script: NetworkScript(img.Networks)}
-	if len(img.Networks) == 0 {
-		nw.Skip = "the image has no network blocks"
+	networks := append(append([]*config.NetworkUnit{}, img.InheritedNetworks...), img.Networks...)
+	nw := Check{Name: CheckNetwork, Script: NetworkScript(networks)}
+	if len(networks) == 0 {
+		nw.Skip = "the image has no network blocks (nor the images it derives from)"
 	}
 	add(st.Network, nw)
 	add(st.DNS, Check{Name: CheckDNS, Script: dnsScript})
@@ -201,7 +202,7 @@ for f in /tmp/imgform-* /var/tmp/imgform-* /.imgform-zero; do
   if [ -e "$f" ]; then left "$f"; fi
 done
 `)
-	if len(img.Networks) > 0 {
+	if len(img.Networks)+len(img.InheritedNetworks) > 0 {
 		b.WriteString(`for f in /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml; do
   if [ -e "$f" ]; then left "$f (cloud-init's network configuration of the build boot)"; fi
 done

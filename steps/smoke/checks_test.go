@@ -52,6 +52,9 @@ func TestChecksFollowTheConfiguration(t *testing.T) {
 		"everything": {want: "cloud-init machine-id ssh-host-keys build-user network dns build-traces"},
 		"no network blocks": {change: func(img *config.Image) { img.Networks = nil },
 			want: "cloud-init machine-id ssh-host-keys build-user network(skip) dns build-traces"},
+		"a derived image checks its parent's network blocks": {change: func(img *config.Image) {
+			img.InheritedNetworks, img.Networks = img.Networks, nil
+		}, want: "cloud-init machine-id ssh-host-keys build-user network dns build-traces"},
 		"cleanup keeps the identity": {change: func(img *config.Image) { img.Cleanup.MachineID, img.Cleanup.SSHHostKeys = false, false },
 			want: "cloud-init machine-id(skip) ssh-host-keys(skip) build-user network dns build-traces"},
 		"checks switched off": {change: func(img *config.Image) { img.SmokeTest.DNS, img.SmokeTest.BuildTraces = false, false },
