@@ -147,3 +147,39 @@ func accelerator(r *run) string {
 	}
 	return ""
 }
+
+// testCost is what the test steps (a new instance of each output booted and checked) cost one apply: their
+// own time, and how much later the apply ended because of them (they run beside the exports, so only the
+// part after every other step's end lengthens the build).
+type testCost struct {
+	Own, Extension time.Duration
+	Share          float64 // Extension / wall
+}
+
+func analyzeTests(r *run) (testCost, bool) {
+	var c testCost
+	var testEnd, otherEnd time.Time
+	found := false
+	for _, s := range r.Steps() {
+		if s.Status != "done" {
+			continue
+		}
+		if s.Kind == "test" {
+			found = true
+			c.Own += s.Elapsed
+			testEnd = later(testEnd, s.End())
+		} else {
+			otherEnd = later(otherEnd, s.End())
+		}
+	}
+	if !found {
+		return c, false
+	}
+	if testEnd.After(otherEnd) {
+		c.Extension = testEnd.Sub(otherEnd)
+	}
+	if r.Wall > 0 {
+		c.Share = float64(c.Extension) / float64(r.Wall)
+	}
+	return c, true
+}

@@ -64,6 +64,11 @@ func (r report) scenario(res *scenarioResult, sourceSize int64) {
 	}
 	r.f("\n")
 	r.stepTable(full)
+	if tc, ok := analyzeTests(full); ok {
+		r.f("The test steps (each output's final layer booted as a new instance and checked) took %s of their own, "+
+			"beside the exports; they made the apply end %s later: **%s of the wall time**.\n\n",
+			fmtDur(tc.Own), fmtDur(tc.Extension), fmtPct(tc.Share))
+	}
 
 	if p := planOf(full.Events); p != nil && len(p.derived()) >= 2 {
 		par := analyzeParallel(full, p.derived())
