@@ -83,6 +83,17 @@ func TestDrill4Secrets(t *testing.T) {
 	if !sawLine || !sawErr {
 		t.Errorf("apply -json: redacted step_output seen %v, failed step_finished with the redacted tail seen %v", sawLine, sawErr)
 	}
+	noQEMU(t, d.cache, 10*time.Second)
+	// What the session finished before the failing provisioner stays cached (the e2e test of the example
+	// checked this on a provisioner of its own before issue 10; this failure is the cheaper place).
+	r = keep(d.run(5*time.Minute, "plan", "-json", "-var", "version=2026.12"))
+	var p jsonPlan
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatalf("plan -json: %v\n%s", err, r.stdout)
+	}
+	if got := p.actions(); !strings.HasPrefix(got, "fetch=cached seed=cached boot=cached provision/motd=run") {
+		t.Errorf("after the failing provisioner the plan is %s: the layers before it were not kept", got)
+	}
 	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,8 @@ func noQEMULeft(t *testing.T, storeDir string) {
 
 // The example, built for real on the ifupdown variant of the test image, with nothing but its network block
 // to set up the network: the build's own test step boots the output as a new instance and must pass every
-// check. Then a change of the last provisioner with a test that fails on purpose, and a failing provisioner.
+// check. Then a change of the last provisioner with a test that fails on purpose. (A failing provisioner:
+// drill 4.)
 func TestExampleEndToEnd(t *testing.T) {
 	e := setup(t)
 
@@ -182,23 +183,6 @@ func TestExampleEndToEnd(t *testing.T) {
 		}
 		if got := shortActions(e.plan()); got != "fetch=cached seed=cached boot=cached provision/motd=cached cleanup=cached export/qcow2=cached test=run" {
 			t.Errorf("plan after the failed test: %s", got)
-		}
-	})
-
-	t.Run("failing provisioner", func(t *testing.T) {
-		b, _ := os.ReadFile(filepath.Join(e.dir, "debian-12-base.imgform.hcl"))
-		broken := strings.Replace(string(b), "  cleanup {", "  provision \"boom\" {\n    inline = [\"echo it breaks here\", \"exit 1\"]\n  }\n\n  cleanup {", 1)
-		if err := os.WriteFile(filepath.Join(e.dir, "debian-12-base.imgform.hcl"), []byte(broken), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, err := e.apply(30 * time.Minute)
-		if err == nil || !strings.Contains(err.Error(), "exited with status 1") || !strings.Contains(err.Error(), "it breaks here") {
-			t.Fatalf("error %v", err)
-		}
-		noQEMULeft(t, e.store.Dir())
-		p := e.plan()
-		if got := shortActions(p); !strings.HasPrefix(got, "fetch=cached seed=cached boot=cached provision/motd=cached provision/boom=run") {
-			t.Errorf("layers before the failure not kept: %s", got)
 		}
 	})
 }
