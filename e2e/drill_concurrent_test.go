@@ -93,7 +93,7 @@ func TestDrill3ConcurrentApply(t *testing.T) {
 				"and reused its result must report it cached", step, len(by), by, want)
 		}
 	}
-	if len(done) != 7 {
+	if len(done) != 6 { // fetch, seed, boot, motd, cleanup, export (the test is skipped)
 		t.Errorf("built steps: %v", done)
 	}
 
