@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/engine"
 	"gitlab.com/imgform/imgform/state"
 	"gitlab.com/imgform/imgform/steps/qemu"
@@ -97,17 +98,32 @@ func (r *Runner) resolve(ctx context.Context, want string) (string, string, erro
 	return qemu.ResolveAccelerator(ctx, want)
 }
 
-// start creates the first layer over the base, boots QEMU on it and logs in.
-func (s *session) start(ctx context.Context, resolve func(context.Context, string) (string, string, error)) error {
-	job := s.job
-	m := job.Image.Machine
+// resolveFunc picks the accelerator for a machine block's wish (Runner.Resolve).
+type resolveFunc func(ctx context.Context, want string) (accel, warning string, err error)
+
+// startVM resolves the accelerator (passing its warning on to message) and starts QEMU for machine m on
+// disk with the seed ISO, its state in workDir/state; mac empty keeps QEMU's default MAC address.
+func startVM(ctx context.Context, resolve resolveFunc, message func(string), m config.Machine, disk, seedISO, workDir, mac string) (*qemu.VM, error) {
 	accel, warning, err := resolve(ctx, m.Accelerator)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if warning != "" && job.Message != nil {
-		job.Message(warning)
+	if warning != "" && message != nil {
+		message(warning)
 	}
+	stateDir := filepath.Join(workDir, "state")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, err
+	}
+	opts := qemu.MachineOptions(m, accel)
+	opts.Disk, opts.ExtraDrives, opts.StateDir, opts.MAC = disk, seed.QEMUArgs(seedISO), stateDir, mac
+	return qemu.Start(ctx, opts)
+}
+
+// start creates the first layer over the base, boots QEMU on it and logs in.
+func (s *session) start(ctx context.Context, resolve resolveFunc) error {
+	job := s.job
+	m := job.Image.Machine
 	first := job.Steps[0]
 	size := int64(0)
 	if first.Kind == engine.KindBoot {
@@ -130,15 +146,7 @@ func (s *session) start(ctx context.Context, resolve func(context.Context, strin
 		return err
 	}
 	s.size = info.VirtualSize
-	stateDir := filepath.Join(job.WorkDir, "state")
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
-	}
-	opts := qemu.MachineOptions(m, accel)
-	opts.Disk = l.path
-	opts.ExtraDrives = seed.QEMUArgs(job.Seed)
-	opts.StateDir = stateDir
-	if s.vm, err = qemu.Start(ctx, opts); err != nil {
+	if s.vm, err = startVM(ctx, resolve, job.Message, m, l.path, job.Seed, job.WorkDir, ""); err != nil {
 		return err
 	}
 	return s.login(ctx, first.Kind == engine.KindBoot)

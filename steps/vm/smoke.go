@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -62,16 +61,9 @@ func (r *Runner) Test(ctx context.Context, job *engine.TestJob) (*engine.TestRep
 }
 
 // boot starts the instance and logs in as the test user with a throwaway key.
-func (t *testInstance) boot(ctx context.Context, resolve func(context.Context, string) (string, string, error)) error {
+func (t *testInstance) boot(ctx context.Context, resolve resolveFunc) error {
 	job := t.job
 	m := job.Image.Machine
-	accel, warning, err := resolve(ctx, m.Accelerator)
-	if err != nil {
-		return err
-	}
-	if warning != "" && job.Message != nil {
-		job.Message(warning)
-	}
 	key, err := ssh.GenerateKey()
 	if err != nil {
 		return err
@@ -95,13 +87,7 @@ func (t *testInstance) boot(ctx context.Context, resolve func(context.Context, s
 	if err := qemu.CreateOverlay(ctx, overlay, job.Disk.Path, job.Disk.Format, 0); err != nil {
 		return err
 	}
-	stateDir := filepath.Join(job.WorkDir, "state")
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
-	}
-	opts := qemu.MachineOptions(m, accel)
-	opts.Disk, opts.ExtraDrives, opts.StateDir, opts.MAC = overlay, seed.QEMUArgs(iso), stateDir, mac
-	if t.vm, err = qemu.Start(ctx, opts); err != nil {
+	if t.vm, err = startVM(ctx, resolve, job.Message, m, overlay, iso, job.WorkDir, mac); err != nil {
 		return err
 	}
 	job.Output(fmt.Sprintf("booting a new instance (instance-id %s, MAC %s)", t.instanceID, mac))
