@@ -138,6 +138,8 @@ type applier struct {
 	verified map[state.Key]bool
 	// warned holds the warnings already shown, such as the fallback to TCG, which every VM session meets.
 	warned map[string]bool
+	// reports holds the reports of the tests the plan found cached, read once (cachedReport).
+	reports map[*Step]*TestReport
 	// manifested holds the verification status of the SHA256SUMS and manifest this apply last wrote per image.
 	manifested map[string]string
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.

@@ -12,7 +12,12 @@ type Graph struct {
 	byID  map[string]*Step
 	// last maps an image name to its last disk step (cleanup), which derived images and exports start from.
 	last map[string]*Step
+	// tests maps an image name to its test step, for the images that have one.
+	tests map[string]*Step
 }
+
+// Test returns the test step of an image, or nil when it has none.
+func (g *Graph) Test(image string) *Step { return g.tests[image] }
 
 // Step returns the step with the given ID, or nil.
 func (g *Graph) Step(id string) *Step { return g.byID[id] }
@@ -31,7 +36,7 @@ func (g *Graph) ImageSteps(image string) []*Step {
 // BuildGraph expands every image into its steps. Parents come before derived images; config.Load has
 // already rejected unknown parents and cycles, so an error here is a bug in the caller.
 func BuildGraph(cfg *config.Config) (*Graph, error) {
-	g := &Graph{byID: map[string]*Step{}, last: map[string]*Step{}}
+	g := &Graph{byID: map[string]*Step{}, last: map[string]*Step{}, tests: map[string]*Step{}}
 	done := map[string]bool{}
 	var visit func(img *config.Image, path []string) error
 	visit = func(img *config.Image, path []string) error {
@@ -97,6 +102,6 @@ func (g *Graph) addImage(img *config.Image, base *Step) {
 	}
 	// The test boots the same final layer the exports convert, so it runs beside them, not after them.
 	if img.HasTestStep() {
-		g.add(&Step{ID: id(string(KindTest)), Kind: KindTest, Image: img, Parent: cleanup})
+		g.tests[img.Name] = g.add(&Step{ID: id(string(KindTest)), Kind: KindTest, Image: img, Parent: cleanup})
 	}
 }

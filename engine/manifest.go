@@ -17,18 +17,12 @@ func (a *applier) writeManifests() error {
 	defer a.mu.Unlock()
 	for _, ip := range a.p.plan.Images {
 		var exports []*StepPlan
-		var test *Step
-		ran, complete := false, true
+		test := a.p.graph.Test(ip.Name)
+		tr := a.results[test]
+		ran := test != nil && tr != nil && (tr.test != nil || tr.status == StatusFailed)
+		complete := true
 		for _, sp := range ip.Steps {
-			switch sp.step.Kind {
-			case KindTest:
-				test = sp.step
-				if r := a.results[sp.step]; r != nil && (r.test != nil || r.status == StatusFailed) {
-					ran = true
-				}
-				continue
-			case KindExport:
-			default:
+			if sp.step.Kind != KindExport {
 				continue
 			}
 			exports = append(exports, sp)
@@ -106,9 +100,7 @@ func (a *applier) verification(test *Step) *export.Verification {
 		v.Status = export.VerificationFailed
 	case a.p.present[test]:
 		v.Status = export.VerificationPassed
-		if obj, ok, err := a.e.Store.Lookup(test.Key); err == nil && ok {
-			report, _ = readTestReport(obj)
-		}
+		report = a.cachedReport(test)
 	case a.e.SkipTests:
 		v.Status = export.VerificationSkipped
 	}
@@ -118,6 +110,23 @@ func (a *applier) verification(test *Step) *export.Verification {
 		}
 	}
 	return v
+}
+
+// cachedReport reads the report of a test the plan found cached, once per apply (every checkpoint writes the
+// manifests again); nil when it cannot be read. Call with a.mu held.
+func (a *applier) cachedReport(test *Step) *TestReport {
+	if r, ok := a.reports[test]; ok {
+		return r
+	}
+	var report *TestReport
+	if obj, ok, err := a.e.Store.Lookup(test.Key); err == nil && ok {
+		report, _ = readTestReport(obj)
+	}
+	if a.reports == nil {
+		a.reports = map[*Step]*TestReport{}
+	}
+	a.reports[test] = report
+	return report
 }
 
 func manifestSource(a *applier, image string) export.ManifestSource {

@@ -71,14 +71,8 @@ func (a *applier) outputs() []OutputResult {
 		if o == nil {
 			continue
 		}
-		var test *Step
-		for _, is := range a.p.graph.ImageSteps(s.Image.Name) {
-			if is.Kind == KindTest {
-				test = is
-			}
-		}
 		out = append(out, OutputResult{Image: s.Image.Name, Name: s.Name, Path: o.Path, SHA256: o.SHA256, Size: o.Size,
-			Written: written, Verification: a.verification(test).Status})
+			Written: written, Verification: a.verification(a.p.graph.Test(s.Image.Name)).Status})
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"gitlab.com/imgform/imgform/config"
 	"gitlab.com/imgform/imgform/engine"
 	"gitlab.com/imgform/imgform/state"
+	"gitlab.com/imgform/imgform/steps/export"
 )
 
 // newEngine opens the store (IMGFORM_CACHE_DIR or the user's cache folder) and wires the steps.
@@ -154,9 +155,9 @@ func printApplySummary(w interface{ Write([]byte) (int, error) }, res *engine.Re
 		}
 		verified := ""
 		switch o.Verification {
-		case "passed":
+		case export.VerificationPassed:
 			verified = ", tested"
-		case "disabled":
+		case export.VerificationDisabled:
 		default:
 			verified = ", UNVERIFIED: test " + o.Verification
 		}

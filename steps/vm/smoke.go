@@ -210,13 +210,9 @@ func (t *testInstance) script(ctx context.Context, script string, env map[string
 func (t *testInstance) userTest(ctx context.Context, name string, inline []string, script string, sudo bool, timeout time.Duration) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := "set -e\n" + strings.Join(inline, "\n")
-	if script != "" {
-		remote := "/tmp/imgform-test-" + sanitize(name)
-		if err := t.client.UploadFile(ctx, localPath(t.job.ConfigDir, script), remote, ssh.UploadOptions{Mode: 0o755}); err != nil {
-			return engine.CheckFailed, fmt.Sprintf("upload of script %s: %v", script, err)
-		}
-		cmd = fmt.Sprintf("%s; rc=$?; rm -f %s; exit $rc", ssh.Quote(remote), ssh.Quote(remote))
+	cmd, err := commandFor(ctx, t.client, t.job.ConfigDir, "test", name, script, inline)
+	if err != nil {
+		return engine.CheckFailed, err.Error()
 	}
 	status, detail := t.script(ctx, cmd, nil, sudo, timeout)
 	if status == engine.CheckSkipped { // exit 77 from a user's test is a failure like any other

@@ -61,19 +61,9 @@ func (s *session) provision(ctx context.Context, sp *engine.StepPlan, p *config.
 			return fmt.Errorf("upload to %s: %w", u.Destination, err)
 		}
 	}
-	var cmd string
-	switch {
-	case p.Script != "":
-		remote := "/tmp/imgform-provision-" + sanitize(p.Name)
-		if err := s.client.UploadFile(ctx, s.localPath(p.Script), remote, ssh.UploadOptions{Mode: 0o700}); err != nil {
-			return fmt.Errorf("upload of script %s: %w", p.Script, err)
-		}
-		// Run it by path so its own shebang decides the interpreter, then remove it.
-		cmd = fmt.Sprintf("%s; rc=$?; rm -f %s; exit $rc", ssh.Quote(remote), ssh.Quote(remote))
-	case len(p.Inline) > 0:
-		cmd = "set -e\n" + strings.Join(p.Inline, "\n")
-	default:
-		return nil
+	cmd, err := commandFor(ctx, s.client, s.job.ConfigDir, "provision", p.Name, p.Script, p.Inline)
+	if err != nil || cmd == "" {
+		return err
 	}
 	out := &tailWriter{emit: func(line string) { s.job.Output(sp, line) }}
 	code, err := s.client.Run(ctx, cmd, ssh.RunOptions{Env: p.Environment, Sudo: p.Sudo, Stdout: out, Stderr: out})
@@ -102,6 +92,23 @@ func (s *session) cleanup(ctx context.Context, sp *engine.StepPlan) error {
 		return fmt.Errorf("cleanup exited with status %d; last output:\n%s", code, out.tail())
 	}
 	return nil
+}
+
+// commandFor returns the shell command of a provisioner's or test's script or inline commands ("" when it
+// has neither). A script is uploaded to /tmp/imgform-<kind>-<name> first, run by path so that its own
+// shebang decides the interpreter, and removed.
+func commandFor(ctx context.Context, client *ssh.Client, configDir, kind, name, script string, inline []string) (string, error) {
+	switch {
+	case script != "":
+		remote := "/tmp/imgform-" + kind + "-" + sanitize(name)
+		if err := client.UploadFile(ctx, localPath(configDir, script), remote, ssh.UploadOptions{Mode: 0o700}); err != nil {
+			return "", fmt.Errorf("upload of script %s: %w", script, err)
+		}
+		return fmt.Sprintf("%s; rc=$?; rm -f %s; exit $rc", ssh.Quote(remote), ssh.Quote(remote)), nil
+	case len(inline) > 0:
+		return "set -e\n" + strings.Join(inline, "\n"), nil
+	}
+	return "", nil
 }
 
 // finish ends the session after the last step: wait for the guest to power off (or power it off), then
