@@ -47,7 +47,7 @@ drills-ci:
 
 # A short fuzz run of each parser; longer runs: make fuzz FUZZTIME=10m.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/config
 
 # The end-to-end test and the drills boot TCG guests that leave a core idle much of the time (cloud-init,
 # SSH retries, DHCP): side by side they took 31.5 min (2026-11-30), one after the other about 38. Their -v

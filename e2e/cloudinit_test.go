@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"gitlab.com/imgform/imgform/config"
-	"gitlab.com/imgform/imgform/engine"
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/engine"
 )
 
 // User-data that makes cloud-init report an error fails the boot step with cloud-init's own account of

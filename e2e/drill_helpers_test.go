@@ -27,7 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"gitlab.com/imgform/imgform/steps/qemu/qemutest"
+	"gitlab.com/imgform/imgform/internal/steps/qemu/qemutest"
 )
 
 // drillRoot holds what the drills share in one test run: the imgform binary and the golden cache.

@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"gitlab.com/imgform/imgform/config"
-	"gitlab.com/imgform/imgform/engine"
-	"gitlab.com/imgform/imgform/state"
-	"gitlab.com/imgform/imgform/steps/export"
-	"gitlab.com/imgform/imgform/steps/qemu"
-	"gitlab.com/imgform/imgform/steps/qemu/qemutest"
-	"gitlab.com/imgform/imgform/steps/vm"
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/steps/export"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
+	"gitlab.com/imgform/imgform/internal/steps/qemu/qemutest"
+	"gitlab.com/imgform/imgform/internal/steps/vm"
 )
 
 type env struct {

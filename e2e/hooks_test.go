@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"gitlab.com/imgform/imgform/engine"
+	"gitlab.com/imgform/imgform/internal/engine"
 )
 
 // recorder logs what the engine reports into the test log and keeps the statuses.

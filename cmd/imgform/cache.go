@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gitlab.com/imgform/imgform/config"
-	"gitlab.com/imgform/imgform/state"
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/state"
 )
 
 func openStore() (*state.Store, error) {

@@ -12,8 +12,8 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/urfave/cli/v2"
 
-	"gitlab.com/imgform/imgform/config"
-	"gitlab.com/imgform/imgform/state"
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/state"
 )
 
 type fmtOptions struct {

@@ -11,10 +11,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"gitlab.com/imgform/imgform/config"
-	"gitlab.com/imgform/imgform/engine"
-	"gitlab.com/imgform/imgform/state"
-	"gitlab.com/imgform/imgform/steps/export"
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/steps/export"
 )
 
 // newEngine opens the store (IMGFORM_CACHE_DIR or the user's cache folder) and wires the steps.

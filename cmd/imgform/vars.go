@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"gitlab.com/imgform/imgform/config"
+	"gitlab.com/imgform/imgform/internal/config"
 )
 
 func contextBackground() context.Context { return context.Background() }

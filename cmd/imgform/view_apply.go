@@ -9,7 +9,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"gitlab.com/imgform/imgform/engine"
+	"gitlab.com/imgform/imgform/internal/engine"
 )
 
 // lineHooks renders apply as plain lines, for logs and CI; with a terminal it adds a progress bar for the

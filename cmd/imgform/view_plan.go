@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"gitlab.com/imgform/imgform/engine"
+	"gitlab.com/imgform/imgform/internal/engine"
 )
 
 // renderPlan prints a plan for people: per image, each step with what apply will do and why.

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"gitlab.com/imgform/imgform/engine"
-	"gitlab.com/imgform/imgform/steps/vm"
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/steps/vm"
 )
 
 // guestRunner returns the VM runner for boot, provision and cleanup steps and for the test step: QEMU and SSH.

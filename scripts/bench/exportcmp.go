@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"gitlab.com/imgform/imgform/engine"
-	"gitlab.com/imgform/imgform/state"
-	"gitlab.com/imgform/imgform/steps/export"
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/steps/export"
 )
 
 // zstdFigure compares imgform's zstd with the zstd tool at one level, on the same raw file.

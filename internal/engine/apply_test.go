@@ -1,0 +1,339 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab.com/imgform/imgform/internal/config"
+)
+
+func mustApply(t *testing.T, te *testEnv, cfg *config.Config) (*Result, *recorder) {
+	t.Helper()
+	res, rec, err := te.apply(cfg)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return res, rec
+}
+
+func reasonsOf(p *Plan, id string) string {
+	sp := p.Step(id)
+	if sp == nil {
+		return "<no step " + id + ">"
+	}
+	return strings.Join(sp.Reasons, "; ")
+}
+
+// A full apply runs every step once; a second apply and plan run nothing; a change to the k-th provisioner
+// re-runs it, the later ones, cleanup and the export, resuming from the cached layer before it.
+func TestApplyIncremental(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	res, rec := mustApply(t, te, te.load())
+	if res.Ran != 9 || res.Failed != 0 {
+		t.Fatalf("first apply: ran %d, failed %d: %v", res.Ran, res.Failed, rec.errs)
+	}
+	out := filepath.Join(te.dir, "dist", "base-1.raw")
+	fi, err := os.Stat(out)
+	if err != nil || fi.Size() != 64<<20 {
+		t.Fatalf("output: %v, %v", fi, err)
+	}
+	if len(res.Outputs) != 1 || !res.Outputs[0].Written || res.Outputs[0].SHA256 != sha256File(t, out) {
+		t.Fatalf("outputs %+v", res.Outputs)
+	}
+
+	sums, err := os.ReadFile(filepath.Join(te.dir, "dist", "SHA256SUMS"))
+	if err != nil || string(sums) != res.Outputs[0].SHA256+"  base-1.raw\n" {
+		t.Errorf("SHA256SUMS %q, %v", sums, err)
+	}
+	manifest, err := os.ReadFile(filepath.Join(te.dir, "dist", "base.manifest.json"))
+	if err != nil || !strings.Contains(string(manifest), res.Outputs[0].SHA256) || !strings.Contains(string(manifest), `"base/provision/two"`) {
+		t.Errorf("manifest %s, %v", manifest, err)
+	}
+	if p := te.plan(te.load()); p.ToRun != 0 || p.Cached != 9 {
+		t.Fatalf("plan after apply: %v", actions(p))
+	}
+	res, rec = mustApply(t, te, te.load())
+	if res.Ran != 0 || len(rec.ran()) != 0 || te.guest.starts.Load() != 1 {
+		t.Fatalf("second apply ran %v (guest started %d times)", rec.ran(), te.guest.starts.Load())
+	}
+
+	te.write("scripts/two.sh", "#!/bin/sh\necho changed\n")
+	p := te.plan(te.load())
+	want := []string{"base/fetch=cached", "base/seed=cached", "base/boot=cached", "base/provision/one=cached",
+		"base/provision/two=run", "base/provision/three=run", "base/cleanup=run", "base/export/raw=run", "base/test=run"}
+	if got := actions(p); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("plan after changing provisioner two:\n%v\nwant\n%v", got, want)
+	}
+	for id, want := range map[string]string{
+		"base/provision/two":   "script scripts/two.sh changed",
+		"base/provision/three": `it builds on provision "two", which will run`,
+		"base/cleanup":         `it builds on provision "three", which will run`,
+		"base/export/raw":      "it builds on cleanup, which will run",
+		"base/test":            "it builds on cleanup, which will run",
+	} {
+		if r := reasonsOf(p, id); !strings.Contains(r, want) || !strings.Contains(r, "no result for key") && id != "base/export/raw" && id != "base/test" {
+			t.Errorf("%s reasons %q, want %q", id, r, want)
+		}
+	}
+	before := sha256File(t, out)
+	res, rec = mustApply(t, te, te.load())
+	wantRan := []string{"base/cleanup", "base/export/raw", "base/provision/three", "base/provision/two", "base/test"}
+	if strings.Join(rec.ran(), " ") != strings.Join(wantRan, " ") {
+		t.Fatalf("incremental apply ran %v, want %v", rec.ran(), wantRan)
+	}
+	last := te.guest.sessions[len(te.guest.sessions)-1]
+	if last[0] != "base/provision/two" {
+		t.Errorf("the VM session started at %s, want provision two (resuming from the cached layer of one)", last[0])
+	}
+	if sha256File(t, out) == before {
+		t.Error("the output did not change")
+	}
+	if res, _ := mustApply(t, te, te.load()); res.Ran != 0 {
+		t.Errorf("apply after the incremental one ran %d steps", res.Ran)
+	}
+}
+
+func TestPlanExplainsVariablesAndOutputs(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	mustApply(t, te, te.load())
+
+	p := te.plan(te.load(config.VarArg{Name: "greeting", Value: "bye"}))
+	if r := reasonsOf(p, "base/provision/one"); !strings.Contains(r, "variable greeting changed") || !strings.Contains(r, "its provisioner configuration changed") {
+		t.Errorf("reasons %q", r)
+	}
+
+	out := filepath.Join(te.dir, "dist", "base-1.raw")
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	p = te.plan(te.load())
+	if got := strings.Join(actions(p), " "); !strings.Contains(got, "base/export/raw=run") || p.ToRun != 1 {
+		t.Fatalf("after removing the output: %v", got)
+	}
+	if r := reasonsOf(p, "base/export/raw"); r != "output dist/base-1.raw was removed" {
+		t.Errorf("reason %q", r)
+	}
+	mustApply(t, te, te.load())
+	if err := os.WriteFile(out, []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := reasonsOf(te.plan(te.load()), "base/export/raw"); r != "output dist/base-1.raw was modified since the last apply" {
+		t.Errorf("reason %q", r)
+	}
+
+	// A new output path (the version variable) writes a new file from the cached layers.
+	p = te.plan(te.load(config.VarArg{Name: "version", Value: "2"}))
+	if p.ToRun != 1 || !strings.Contains(reasonsOf(p, "base/export/raw"), "has not been written") {
+		t.Errorf("new output path: %v %q", actions(p), reasonsOf(p, "base/export/raw"))
+	}
+}
+
+// A derived image starts from its parent's final layer and re-runs when the parent does.
+func TestDerivedImage(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	te.write("child.imgform.hcl", `
+image "child" {
+  source {
+    image = image.base
+  }
+  provision "extra" {
+    inline = ["echo child"]
+  }
+  output "qcow2" {
+    format      = "qcow2"
+    compression = "zstd"
+    path        = "dist/child.qcow2.zst"
+  }
+}
+`)
+	res, rec := mustApply(t, te, te.load())
+	if res.Ran != 9+6 || res.Failed != 0 {
+		t.Fatalf("ran %d failed %d: %v", res.Ran, res.Failed, rec.errs)
+	}
+	if _, err := os.Stat(filepath.Join(te.dir, "dist", "child.qcow2.zst")); err != nil {
+		t.Fatal(err)
+	}
+	te.write("files/motd", "changed\n")
+	p := te.plan(te.load())
+	for _, id := range []string{"base/provision/three", "child/boot", "child/provision/extra", "child/cleanup", "child/export/qcow2"} {
+		if p.Step(id).Action != ActionRun {
+			t.Errorf("%s: %s, want run", id, p.Step(id).Action)
+		}
+	}
+	if p.Step("child/seed").Action != ActionCached {
+		t.Errorf("child/seed: %s", p.Step("child/seed").Action)
+	}
+	if r := reasonsOf(p, "child/boot"); !strings.Contains(r, `it builds on image "base", which will run`) {
+		t.Errorf("child/boot reasons %q", r)
+	}
+}
+
+// A failed step keeps what its inputs produced; the next apply resumes after the last committed layer.
+func TestFailedStepResumes(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	te.guest.failAt = "base/provision/two"
+	res, rec, err := te.apply(te.load())
+	if err == nil || !strings.Contains(err.Error(), "failed on purpose") {
+		t.Fatalf("apply error %v", err)
+	}
+	if rec.finished["base/provision/two"] != StatusFailed || rec.finished["base/provision/three"] != StatusSkipped ||
+		rec.finished["base/export/raw"] != StatusSkipped || rec.finished["base/provision/one"] != StatusDone {
+		t.Fatalf("statuses %v", rec.finished)
+	}
+	if res.Failed != 1 {
+		t.Errorf("failed %d", res.Failed)
+	}
+	if _, err := os.Stat(filepath.Join(te.dir, "dist", "base-1.raw")); !os.IsNotExist(err) {
+		t.Errorf("an output exists after a failed build: %v", err)
+	}
+	p := te.plan(te.load())
+	if p.Step("base/provision/one").Action != ActionCached || p.Step("base/provision/two").Action != ActionRun {
+		t.Fatalf("plan after failure %v", actions(p))
+	}
+	te.guest.failAt = ""
+	mustApply(t, te, te.load())
+	last := te.guest.sessions[len(te.guest.sessions)-1]
+	if last[0] != "base/provision/two" {
+		t.Errorf("resumed at %s", last[0])
+	}
+}
+
+// A disk_size smaller than the source is found only after the download; the error still says where
+// disk_size is written, as the configuration's own errors do (file:line:col of the value).
+func TestDiskSizeSmallerThanSourceSaysWhere(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	if err := os.Truncate(filepath.Join(te.dir, "disk.raw"), 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, rec, err := te.apply(te.load())
+	want := filepath.Join(te.dir, "main.imgform.hcl") + ":17:17: disk_size 64MiB is smaller than the source image's virtual size of 134217728 bytes (disk.raw)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("apply error %v, want it to contain %q", err, want)
+	}
+	if got := rec.errs["base/fetch"]; rec.finished["base/fetch"] != StatusFailed || got == nil || !strings.HasPrefix(got.Error(), want) {
+		t.Errorf("fetch finished %s with %v, want %q", rec.finished["base/fetch"], got, want)
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Subject.Start.Line != 17 || ce.Subject.End.Column != 24 {
+		t.Errorf("no ConfigError with the range of disk_size's value: %#v", ce)
+	}
+}
+
+// Ctrl-C: a cancelled apply stops, keeps finished steps and reports the cancellation.
+func TestApplyCancelled(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := newRecorder()
+	h := &cancelOn{recorder: rec, id: "base/provision/one", cancel: cancel}
+	_, err := te.engine(h).Apply(ctx, te.load())
+	if err == nil {
+		t.Fatal("no error after cancel")
+	}
+	if rec.finished["base/provision/one"] != StatusDone || rec.finished["base/export/raw"] == StatusDone {
+		t.Errorf("statuses %v", rec.finished)
+	}
+	if p := te.plan(te.load()); p.Step("base/provision/one").Action != ActionCached {
+		t.Errorf("finished step not kept: %v", actions(p))
+	}
+}
+
+// cancelOn cancels the apply when a step finishes.
+type cancelOn struct {
+	*recorder
+	id     string
+	cancel func()
+}
+
+func (c *cancelOn) StepFinished(s *StepPlan, st StepStatus, d time.Duration, err error) {
+	c.recorder.StepFinished(s, st, d, err)
+	if s.ID == c.id {
+		c.cancel()
+	}
+}
+
+// TestProgressSavedAfterEachStep: while an apply still runs, everything that finished is already saved as
+// if the apply had ended there, so an apply killed at that moment loses nothing that finished: the next
+// plan finds the export cached (the record knows its file) and its SHA256SUMS written.
+func TestProgressSavedAfterEachStep(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	te.write("child.imgform.hcl", `
+image "child" {
+  source {
+    image = image.base
+  }
+  provision "extra" {
+    inline = ["echo child"]
+  }
+}
+`)
+	rec := newRecorder()
+	var checked bool
+	h := &onFinished{recorder: rec, fn: func(s *StepPlan) {
+		if s.ID != "base/export/raw" {
+			return
+		}
+		checked = true
+		p := te.plan(te.load())
+		if a := p.Step("base/export/raw").Action; a != ActionCached {
+			t.Errorf("during the apply, right after the export: plan says %s (%s)", a, reasonsOf(p, "base/export/raw"))
+		}
+		if _, err := os.Stat(filepath.Join(te.dir, "dist", "SHA256SUMS")); err != nil {
+			t.Errorf("SHA256SUMS not written with the export: %v", err)
+		}
+	}}
+	if _, err := te.engine(h).Apply(context.Background(), te.load()); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("the export did not run")
+	}
+}
+
+// onFinished calls fn after a step finished with status done.
+type onFinished struct {
+	*recorder
+	fn func(*StepPlan)
+}
+
+func (o *onFinished) StepFinished(s *StepPlan, st StepStatus, d time.Duration, err error) {
+	o.recorder.StepFinished(s, st, d, err)
+	if st == StatusDone {
+		o.fn(s)
+	}
+}
+
+// The apply_finished event's outputs use the field names docs/plan-json.md gives.
+func TestOutputResultJSON(t *testing.T) {
+	b, err := json.Marshal(OutputResult{Image: "i", Name: "n", Path: "p", SHA256: "s", Size: 1, Written: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"image":"i","name":"n","path":"p","sha256":"s","size":1,"written":true,"verification":""}`; string(b) != want {
+		t.Errorf("JSON %s, want %s", b, want)
+	}
+}
+
+// A warning every VM session meets (the fallback to TCG) is shown once per apply.
+func TestWarnOnce(t *testing.T) {
+	rec := newRecorder()
+	a := &applier{e: &Engine{Hooks: rec}}
+	a.warnOnce("KVM does not run guests")
+	a.warnOnce("KVM does not run guests")
+	a.warnOnce("another")
+	if len(rec.messages) != 2 {
+		t.Errorf("messages %q, want each once", rec.messages)
+	}
+}

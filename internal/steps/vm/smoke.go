@@ -1,0 +1,267 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
+	"gitlab.com/imgform/imgform/internal/steps/seed"
+	"gitlab.com/imgform/imgform/internal/steps/smoke"
+	"gitlab.com/imgform/imgform/internal/steps/ssh"
+)
+
+var _ engine.Tester = (*Runner)(nil)
+
+// testInstance is one boot of an image's final disk as a new instance.
+type testInstance struct {
+	job        *engine.TestJob
+	vm         *qemu.VM
+	client     *ssh.Client
+	hk         *ssh.HostKeys
+	instanceID string
+	report     *engine.TestReport
+}
+
+// Test boots the job's disk through a throwaway overlay with a fresh seed (a new instance-id, a throwaway
+// key for a user that exists only in that seed, a new MAC address), logs in, and runs the built-in checks
+// and the image's test blocks. Every check runs even after one fails, so one apply shows everything that is
+// wrong. The VM is killed at the end: nothing of it is kept. The error names the failed checks.
+func (r *Runner) Test(ctx context.Context, job *engine.TestJob) (*engine.TestReport, error) {
+	t := &testInstance{job: job, report: &engine.TestReport{}}
+	defer func() {
+		if t.client != nil {
+			_ = t.client.Close()
+		}
+		if t.vm != nil {
+			t.vm.Kill()
+			<-t.vm.Exited()
+		}
+	}()
+	start := time.Now()
+	if err := t.boot(ctx, r.resolve); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		t.record(smoke.CheckBoot, engine.CheckFailed, err.Error(), start)
+		return t.report, t.failure()
+	}
+	t.record(smoke.CheckBoot, engine.CheckPassed, "", start)
+	t.runChecks(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return t.report, t.failure()
+}
+
+// boot starts the instance and logs in as the test user with a throwaway key.
+func (t *testInstance) boot(ctx context.Context, resolve resolveFunc) error {
+	job := t.job
+	m := job.Image.Machine
+	key, err := ssh.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if t.instanceID, err = smoke.NewInstanceID(); err != nil {
+		return err
+	}
+	mac, err := smoke.NewMAC()
+	if err != nil {
+		return err
+	}
+	md, err := seed.MetaData(t.instanceID, seed.HostnameFor(job.Image.Name))
+	if err != nil {
+		return err
+	}
+	iso := filepath.Join(job.WorkDir, "seed.iso")
+	if err := seed.Build(ctx, seed.Files{UserData: smoke.UserData(key.AuthorizedKey()), MetaData: md}, iso); err != nil {
+		return err
+	}
+	overlay := filepath.Join(job.WorkDir, "instance.qcow2")
+	if err := qemu.CreateOverlay(ctx, overlay, job.Disk.Path, job.Disk.Format, 0); err != nil {
+		return err
+	}
+	if t.vm, err = startVM(ctx, resolve, job.Message, m, overlay, iso, job.WorkDir, mac); err != nil {
+		return err
+	}
+	job.Output(fmt.Sprintf("booting a new instance (instance-id %s, MAC %s)", t.instanceID, mac))
+	// The new host keys are pinned from the console, where cloud-init prints them, as on a build's first boot.
+	t.hk = ssh.PinConsole(t.vm.SerialLog())
+	bctx, cancel := context.WithTimeout(ctx, m.BootTimeout)
+	defer cancel()
+	t.client, err = ssh.Dial(bctx, t.vm.SSHAddr(), smoke.TestUser, key, t.hk.Callback(), ssh.WithHostKeys(t.hk),
+		ssh.WithConsoleTail(func() string { return t.vm.Tail(40) }))
+	if err != nil {
+		return fmt.Errorf("no SSH login into the new instance: %w", timeoutHint(err, bctx, "boot_timeout", m.BootTimeout))
+	}
+	return nil
+}
+
+// runChecks runs the built-in checks, then the test blocks.
+func (t *testInstance) runChecks(ctx context.Context) {
+	job := t.job
+	img := job.Image
+	buildKey, err := ssh.ParseKey(job.BuildKey)
+	buildPub := ""
+	if err == nil {
+		buildPub = buildKey.AuthorizedKey()
+	}
+	env := smoke.Env(img, t.instanceID, job.BuildMachineID, job.BuildUser, buildPub)
+	for _, c := range smoke.Checks(img) {
+		start := time.Now()
+		if c.Skip != "" {
+			t.record(c.Name, engine.CheckSkipped, c.Skip, start)
+			continue
+		}
+		var status, detail string
+		switch c.Name {
+		case smoke.CheckCloudInit:
+			status, detail = t.cloudInit(ctx, c.Script, env)
+		case smoke.CheckSSHHostKeys:
+			status, detail = t.hostKeys()
+		case smoke.CheckBuildUser:
+			status, detail = t.script(ctx, c.Script, env, true, 0)
+			if status == engine.CheckPassed {
+				status, detail = t.buildKeyRefused(ctx, buildKey, err)
+			}
+		default:
+			status, detail = t.script(ctx, c.Script, env, true, 0)
+		}
+		t.record(c.Name, status, detail, start)
+	}
+	for _, ut := range img.Tests {
+		start := time.Now()
+		status, detail := t.userTest(ctx, ut.Name, ut.Inline, ut.Script, ut.Sudo, ut.Timeout)
+		t.record("test "+ut.Name, status, detail, start)
+	}
+}
+
+// cloudInit waits for cloud-init (its status must be done, not error) and runs the check script.
+func (t *testInstance) cloudInit(ctx context.Context, script string, env map[string]string) (string, string) {
+	if _, err := ssh.WaitCloudInit(ctx, t.client); err != nil {
+		return engine.CheckFailed, err.Error()
+	}
+	return t.script(ctx, script, env, true, 0)
+}
+
+// hostKeys compares the host keys the instance showed with the build's.
+func (t *testInstance) hostKeys() (string, string) {
+	if len(t.job.BuildHostKeys) == 0 {
+		return engine.CheckSkipped, "the final layer has no record of the build's host keys"
+	}
+	build, err := ssh.ParseHostKeys(t.job.BuildHostKeys)
+	if err != nil {
+		return engine.CheckFailed, fmt.Sprintf("the build's recorded host keys: %v", err)
+	}
+	for _, k := range t.hk.Accepted() {
+		for _, b := range build {
+			if string(k.Marshal()) == string(b.Marshal()) {
+				return engine.CheckFailed, fmt.Sprintf("the instance has the build's SSH host key %s: every instance of the image would share it", gossh.FingerprintSHA256(k))
+			}
+		}
+	}
+	return engine.CheckPassed, ""
+}
+
+// buildKeyRefused tries the build key once: sshd must refuse it.
+func (t *testInstance) buildKeyRefused(ctx context.Context, key *ssh.Key, parseErr error) (string, string) {
+	if parseErr != nil {
+		return engine.CheckFailed, fmt.Sprintf("the build key cannot be read to try it: %v", parseErr)
+	}
+	err := ssh.TryLogin(ctx, t.vm.SSHAddr(), t.job.BuildUser, key, t.hk.Callback())
+	switch {
+	case err == nil:
+		return engine.CheckFailed, fmt.Sprintf("the build key still logs in as %s", t.job.BuildUser)
+	case ssh.LoginRefused(err):
+		return engine.CheckPassed, ""
+	}
+	return engine.CheckFailed, fmt.Sprintf("trying the build key did not get an answer: %v", err)
+}
+
+// script runs a check script in the guest; exit 0 passes, smoke.SkipExit skips, anything else fails.
+func (t *testInstance) script(ctx context.Context, script string, env map[string]string, sudo bool, timeout time.Duration) (string, string) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	out := &tailWriter{emit: func(string) {}}
+	code, err := t.client.Run(ctx, script, ssh.RunOptions{Env: env, Sudo: sudo, Stdout: out, Stderr: out, Idempotent: true})
+	switch {
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return engine.CheckFailed, fmt.Sprintf("timed out after %s\n%s", timeout, out.tail())
+	case err != nil:
+		return engine.CheckFailed, fmt.Sprintf("%v\n%s", err, out.tail())
+	case code == smoke.SkipExit:
+		return engine.CheckSkipped, out.tail()
+	case code != 0:
+		return engine.CheckFailed, fmt.Sprintf("exit status %d\n%s", code, out.tail())
+	}
+	return engine.CheckPassed, ""
+}
+
+// userTest runs a test block: its inline commands or its script, uploaded first.
+func (t *testInstance) userTest(ctx context.Context, name string, inline []string, script string, sudo bool, timeout time.Duration) (string, string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd, err := commandFor(ctx, t.client, t.job.ConfigDir, "test", name, script, inline)
+	if err != nil {
+		return engine.CheckFailed, err.Error()
+	}
+	status, detail := t.script(ctx, cmd, nil, sudo, timeout)
+	if status == engine.CheckSkipped { // exit 77 from a user's test is a failure like any other
+		status, detail = engine.CheckFailed, fmt.Sprintf("exit status %d\n%s", smoke.SkipExit, detail)
+	}
+	return status, detail
+}
+
+// record adds a check's result to the report and shows it.
+func (t *testInstance) record(name, status, detail string, start time.Time) {
+	detail = strings.TrimSpace(t.job.Redact(detail))
+	t.report.Checks = append(t.report.Checks, engine.CheckResult{Name: name, Status: status, Detail: detail,
+		Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds()})
+	line := fmt.Sprintf("check %s: %s", name, status)
+	if status == engine.CheckSkipped && detail != "" {
+		line += " (" + firstLine(detail) + ")"
+	}
+	t.job.Output(line)
+	if status == engine.CheckFailed {
+		for _, l := range strings.Split(detail, "\n") {
+			t.job.Output("  " + l)
+		}
+	}
+}
+
+// failure is the error of a test with failed checks: their names, then each one's output.
+func (t *testInstance) failure() error {
+	failed := t.report.Failed()
+	if len(failed) == 0 {
+		return nil
+	}
+	names := make([]string, len(failed))
+	var b strings.Builder
+	for i, c := range failed {
+		names[i] = c.Name
+		fmt.Fprintf(&b, "\n--- check %s:\n%s", c.Name, c.Detail)
+	}
+	return fmt.Errorf("the new instance failed check(s) %s; the outputs are kept but marked unverified%s",
+		strings.Join(names, ", "), b.String())
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func localPath(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
