@@ -14,7 +14,7 @@ import (
 	"os"
 	"strings"
 
-	getter "github.com/hashicorp/go-getter"
+	getter "github.com/hashicorp/go-getter/v2"
 )
 
 // Algorithm names the hash function a checksum was computed with.
@@ -88,8 +88,8 @@ func algorithmFromHexLen(n int) (Algorithm, bool) {
 	return "", false
 }
 
-// Checksum is a concrete digest of an image: an algorithm and a lowercase hex value. It is the key of the
-// download cache and of the fetch step, so two spellings of the same digest must compare equal: ParseChecksum
+// Checksum is a concrete digest of an image: an algorithm and a lowercase hex value. It goes into the key
+// of the fetch step, so two spellings of the same digest must compare equal: ParseChecksum
 // normalises case.
 type Checksum struct {
 	Type  Algorithm
@@ -102,14 +102,6 @@ func (c Checksum) String() string {
 		return ""
 	}
 	return string(c.Type) + ":" + c.Value
-}
-
-// Short renders the checksum for humans: the type and the first 12 hex digits.
-func (c Checksum) Short() string {
-	if len(c.Value) <= 12 {
-		return c.String()
-	}
-	return string(c.Type) + ":" + c.Value[:12]
 }
 
 // IsZero reports whether c is the absent checksum.
@@ -165,30 +157,6 @@ func (e *MismatchError) Error() string {
 	return fmt.Sprintf("checksum mismatch for %s: expected %s, got %s", e.URL, e.Expected, e.Actual)
 }
 
-// fromGetterError turns go-getter's ChecksumError (a multi-line message naming our temp file) into a
-// MismatchError naming the URL; other errors pass through.
-func fromGetterError(err error, alg Algorithm, redactedURL string) error {
-	var cerr *getter.ChecksumError
-	if !errors.As(err, &cerr) {
-		return err
-	}
-	return &MismatchError{
-		URL:      redactedURL,
-		Expected: Checksum{Type: alg, Value: hex.EncodeToString(cerr.Expected)},
-		Actual:   Checksum{Type: alg, Value: hex.EncodeToString(cerr.Actual)},
-	}
-}
-
-// hashReader digests r with alg, stopping between chunks when ctx is done.
-func hashReader(ctx context.Context, alg Algorithm, r io.Reader) (Checksum, int64, error) {
-	h := alg.newHash()
-	n, err := getter.Copy(ctx, h, r)
-	if err != nil {
-		return Checksum{}, n, err
-	}
-	return Checksum{Type: alg, Value: hex.EncodeToString(h.Sum(nil))}, n, nil
-}
-
 // hashFile digests the file at path with alg.
 func hashFile(ctx context.Context, alg Algorithm, path string) (sum Checksum, size int64, err error) {
 	f, err := os.Open(path)
@@ -196,7 +164,12 @@ func hashFile(ctx context.Context, alg Algorithm, path string) (sum Checksum, si
 		return Checksum{}, 0, err
 	}
 	defer closeErr(f, &err)
-	return hashReader(ctx, alg, f)
+	h := alg.newHash()
+	n, err := getter.Copy(ctx, h, f) // stops between chunks when ctx is done
+	if err != nil {
+		return Checksum{}, n, err
+	}
+	return Checksum{Type: alg, Value: hex.EncodeToString(h.Sum(nil))}, n, nil
 }
 
 // closeErr closes c and reports its error through *err unless an earlier error is already there; it keeps

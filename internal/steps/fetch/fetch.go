@@ -1,8 +1,10 @@
-// Package fetch gets the source image of a build: it downloads it through go-getter (http, https, s3, gcs,
-// git, hg; local paths and file URLs are used in place), verifies it against a declared checksum or a sums
-// file, and keeps it in a download cache keyed by checksum, so a source already fetched is never fetched
-// again. A partial or mismatched download never becomes visible: it goes to a temp file next to its final
-// name and is published by an atomic rename once verified. The package never prints; progress goes to a
+// Package fetch gets the source image of a build: it downloads it over http or https through go-getter,
+// or copies a local file (a path or a file: URL), and verifies it against a declared checksum or a sums
+// file. Other go-getter sources (s3::, gcs::, git::, hg:: and their shorthands) are refused with an error
+// that names the supported ones: their getters would link cloud SDKs into imgform for little use (see
+// getter.go). A partial or mismatched download never becomes visible: it goes to a temp file next to its
+// destination and is published by an atomic rename once verified. The package keeps no cache of its own
+// (the engine stores what it fetched in its content-addressed store) and never prints; progress goes to a
 // callback.
 package fetch
 
@@ -12,25 +14,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-
-	getter "github.com/hashicorp/go-getter"
 )
 
-// Fetcher fetches source images. The zero value works without a cache, in which case every remote request
-// must name a Dest. A Fetcher is safe for concurrent use and must not be copied after first use.
-type Fetcher struct {
-	// CacheDir holds downloaded objects by checksum (see cache.go for the layout); "" disables the cache.
-	CacheDir string
-
-	mu   sync.Mutex
-	busy map[Checksum]chan struct{} // checksums being fetched, closed when done
-}
+// Fetcher fetches source images. It holds no state: the zero value is ready, and it is safe for
+// concurrent use.
+type Fetcher struct{}
 
 // Request says what to fetch.
 type Request struct {
-	// URL is the source: an http(s) URL, any other go-getter source (s3::, gcs::, git::...), a file:// URL
-	// or a plain path. A local file is used where it is, never copied into the cache.
+	// URL is the source: an http(s) URL, a file: URL or a plain path. A local file is used where it is
+	// unless Dest is set.
 	URL string
 
 	// Checksum is "" when none is declared (Fetch then reports the file's sha256), "type:value" with type
@@ -40,8 +33,8 @@ type Request struct {
 	// BaseDir resolves relative paths in URL, Checksum and Dest, typically the config's folder.
 	BaseDir string
 
-	// Dest, if set, is where the image is written (atomically, as a private writable copy) instead of
-	// being used from the cache or in place.
+	// Dest is where the image is written, atomically, as a private writable copy (mode 0644). A remote
+	// source needs one; a local file is copied there when it is set and used in place when it is not.
 	Dest string
 
 	// Progress, if set, is called as download bytes arrive with the bytes so far and the total, -1 when
@@ -51,15 +44,15 @@ type Request struct {
 
 // Result says where the fetched image is.
 type Result struct {
-	Path       string   // the image: the cache object (read-only), Dest, or the local file itself
+	Path       string   // the image: Dest, or the local file itself
 	Checksum   Checksum // the verified declared checksum, or the computed sha256 when none was declared
 	Size       int64    // in bytes
-	Downloaded bool     // whether bytes came over the network for this call (false for a cache hit or a local file)
+	Downloaded bool     // whether bytes came over the network (false for a local file)
 }
 
 // Fetch gets the image req describes and verifies it. A mismatch is a *MismatchError; a sums file without
 // the image's name is a *NoEntryError; a malformed sums file is a *SyntaxError. After any error nothing is
-// left in the cache or at Dest, and ctx cancellation stops a download between two reads.
+// left at Dest, and ctx cancellation stops a download between two reads.
 func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	src, err := parseSource(req.URL, req.BaseDir)
 	if err != nil {
@@ -78,73 +71,32 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	if src.local != "" {
 		return fetchLocal(ctx, req, src, sum)
 	}
-	if f.CacheDir == "" && req.Dest == "" {
-		return Result{}, fmt.Errorf("fetch %s: no cache folder and no destination to download to", src.display)
+	if req.Dest == "" {
+		return Result{}, fmt.Errorf("fetch %s: a remote source needs a destination to download to", src.display)
 	}
-	if !sum.IsZero() && f.CacheDir != "" {
-		unlock, err := f.lockKey(ctx, sum)
-		if err != nil {
-			return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
-		}
-		defer unlock()
-		path, size, ok, err := f.lookup(ctx, sum, false)
-		if err != nil {
-			return Result{}, err
-		}
-		if ok {
-			return deliver(ctx, req, Result{Path: path, Checksum: sum, Size: size})
-		}
-	}
-	res, err := f.download(ctx, req, src, sum)
-	if err != nil {
-		return Result{}, err
-	}
-	return deliver(ctx, req, res)
+	return download(ctx, req, src, sum)
 }
 
-// download fetches a remote source through go-getter into a temp file, verifies it and publishes it in the
-// cache, or at Dest when there is no cache.
-func (f *Fetcher) download(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
-	alg := want.Type
-	if want.IsZero() {
-		alg = SHA256 // the key of an undeclared source: the object lands under the sha256 it turns out to have
-	}
-	dir := filepath.Dir(req.Dest)
-	if f.CacheDir != "" {
-		dir = filepath.Join(f.CacheDir, string(alg))
-	}
-	tmp, err := newTemp(dir)
+// download fetches a remote source through go-getter into a temp file next to Dest, verifies it and
+// publishes it at Dest.
+func download(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
+	tmp, err := newTemp(filepath.Dir(req.Dest))
 	if err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
-	res, err := f.downloadTo(ctx, req, src, want, alg, tmp)
+	res, err := downloadTo(ctx, req, src, want, tmp)
 	if err != nil {
 		return Result{}, removeTemp(tmp, err)
 	}
 	return res, nil
 }
 
-// downloadTo fills tmp and publishes it; the caller removes tmp on error.
-func (f *Fetcher) downloadTo(ctx context.Context, req Request, src source, want Checksum, alg Algorithm, tmp string) (Result, error) {
-	client := &getter.Client{
-		Ctx:             ctx,
-		Src:             src.withChecksum(want), // go-getter verifies a declared checksum after downloading
-		Dst:             tmp,
-		Pwd:             req.BaseDir,
-		Mode:            getter.ClientModeFile,
-		Getters:         newGetters(0),
-		Decompressors:   noDecompressors,
-		DisableSymlinks: true,
-	}
-	if req.Progress != nil {
-		client.ProgressListener = progressTracker{report: req.Progress}
-	}
-	if err := client.Get(); err != nil {
-		if ctx.Err() != nil {
-			return Result{}, fmt.Errorf("download %s: %w", src.display, ctx.Err())
-		}
+// downloadTo fills tmp and publishes it at req.Dest; the caller removes tmp on error.
+func downloadTo(ctx context.Context, req Request, src source, want Checksum, tmp string) (Result, error) {
+	// go-getter verifies a declared checksum after downloading.
+	if err := getFile(ctx, src, want, tmp, 0, req.Progress); err != nil {
 		var mismatch *MismatchError
-		if err = fromGetterError(err, alg, src.display); errors.As(err, &mismatch) {
+		if errors.As(err, &mismatch) {
 			return Result{}, err
 		}
 		return Result{}, fmt.Errorf("download %s: %w", src.display, err)
@@ -152,44 +104,22 @@ func (f *Fetcher) downloadTo(ctx context.Context, req Request, src source, want 
 	sum := want
 	if sum.IsZero() {
 		var err error
-		if sum, _, err = hashFile(ctx, alg, tmp); err != nil {
+		if sum, _, err = hashFile(ctx, SHA256, tmp); err != nil {
 			return Result{}, fmt.Errorf("hash %s: %w", src.display, err)
 		}
 	}
-	final, perm := req.Dest, os.FileMode(0o644)
-	if f.CacheDir != "" {
-		final, perm = f.objectPath(sum), 0o444 // read-only: a cache object is shared by every build
-	}
-	if err := publish(tmp, final, perm); err != nil {
+	if err := publish(tmp, req.Dest, 0o644); err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
-	fi, err := os.Stat(final)
+	fi, err := os.Stat(req.Dest)
 	if err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
-	if f.CacheDir != "" {
-		if err := writeRecord(final, recordOf(sum, fi)); err != nil {
-			return Result{}, err
-		}
-	}
-	return Result{Path: final, Checksum: sum, Size: fi.Size(), Downloaded: true}, nil
+	return Result{Path: req.Dest, Checksum: sum, Size: fi.Size(), Downloaded: true}, nil
 }
 
-// deliver copies a cached object to Dest when the request wants one. It is a copy, not a hard link,
-// because whoever asks for a Dest may write to it, and a write through a link would corrupt the cache.
-func deliver(ctx context.Context, req Request, res Result) (Result, error) {
-	if req.Dest == "" || res.Path == req.Dest {
-		return res, nil
-	}
-	_, size, err := copyVerified(ctx, res.Path, req.Dest, res.Checksum.Type, res.Checksum, res.Path)
-	if err != nil {
-		return Result{}, fmt.Errorf("copy %s to %s: %w", res.Path, req.Dest, err)
-	}
-	res.Path, res.Size = req.Dest, size
-	return res, nil
-}
-
-// fetchLocal verifies a local file and uses it in place, or copies it to Dest while verifying it.
+// fetchLocal verifies a local file and uses it in place, or copies it to Dest while verifying it. It never
+// links: whoever asks for a Dest may write to it, and a write through a link would change the source.
 func fetchLocal(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
 	fi, err := os.Stat(src.local)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 const imagePath = "/images/" + imageName
 
 // TestFetchVerifies downloads the image over loopback HTTP with every checksum form and checks what lands
-// in the cache.
+// at the destination.
 func TestFetchVerifies(t *testing.T) {
 	h256, h512 := sha256Hex(testImage), sha512Hex(testImage)
 	other := strings.Repeat("ab", 32)
@@ -83,11 +83,12 @@ func TestFetchVerifies(t *testing.T) {
 				files["/images/SUMS"] = []byte(tc.sums)
 			}
 			srv := newServer(t, files)
-			cache := t.TempDir()
-			f := &Fetcher{CacheDir: cache}
-			res, err := f.Fetch(context.Background(), Request{
+			destDir := t.TempDir()
+			dest := filepath.Join(destDir, "source.qcow2")
+			res, err := (&Fetcher{}).Fetch(context.Background(), Request{
 				URL:      srv.URL + imagePath,
 				Checksum: strings.ReplaceAll(tc.checksum, "{sums}", srv.URL+"/images/SUMS"),
+				Dest:     dest,
 			})
 			if err != nil {
 				t.Fatalf("Fetch: %v", err)
@@ -98,23 +99,22 @@ func TestFetchVerifies(t *testing.T) {
 			if res.Size != int64(len(testImage)) || !res.Downloaded {
 				t.Errorf("size %d downloaded %v, want %d true", res.Size, res.Downloaded, len(testImage))
 			}
-			wantPath := filepath.Join(cache, string(tc.want.Type), tc.want.Value)
-			if res.Path != wantPath {
-				t.Errorf("path = %s, want %s", res.Path, wantPath)
+			if res.Path != dest {
+				t.Errorf("path = %s, want %s", res.Path, dest)
 			}
 			assertContent(t, res.Path, testImage)
 			if n := srv.hitCount(imagePath); n != 1 {
 				t.Errorf("image requested %d times, want 1", n)
 			}
-			if left := filesUnder(t, cache); len(left) != 2 { // the object and its verification record
-				t.Errorf("cache holds %v, want the object and its record", left)
+			if left := filesUnder(t, destDir); len(left) != 1 { // no temp file left behind
+				t.Errorf("destination folder holds %v, want only the image", left)
 			}
 		})
 	}
 }
 
-// TestFetchFails checks the failures: each names what went wrong, and none leaves anything in the cache or
-// at the destination.
+// TestFetchFails checks the failures: each names what went wrong, and none leaves anything at the
+// destination.
 func TestFetchFails(t *testing.T) {
 	h256 := sha256Hex(testImage)
 	wrong := sha256Hex([]byte("another image"))
@@ -122,7 +122,7 @@ func TestFetchFails(t *testing.T) {
 		url      string // path on the server
 		sums     string
 		checksum string
-		noCache  bool
+		noDest   bool
 		wantErr  []string // substrings; "{url}" is the server URL
 		wantAs   any      // a pointer to the typed error expected, if any
 	}{
@@ -152,11 +152,10 @@ func TestFetchFails(t *testing.T) {
 			wantErr:  []string{"expected sha256:" + wrong, "got sha256:" + h256, "{url}" + imagePath},
 			wantAs:   new(*MismatchError),
 		},
-		"mismatch without cache": {
+		"mismatch sha512": {
 			url:      imagePath,
-			checksum: "sha256:" + wrong,
-			noCache:  true,
-			wantErr:  []string{"expected sha256:" + wrong, "got sha256:" + h256, "{url}" + imagePath},
+			checksum: "sha512:" + strings.Repeat("0", 128),
+			wantErr:  []string{"expected sha512:" + strings.Repeat("0", 128), "got sha512:" + sha512Hex(testImage), "{url}" + imagePath},
 			wantAs:   new(*MismatchError),
 		},
 		"mismatch through sums file": {
@@ -180,10 +179,15 @@ func TestFetchFails(t *testing.T) {
 			checksum: "sha256:" + h256,
 			wantErr:  []string{"{url}/cut" + imagePath, "unexpected EOF"},
 		},
-		"interrupted without checksum nor cache": {
+		"interrupted without checksum": {
 			url:     "/cut" + imagePath,
-			noCache: true,
 			wantErr: []string{"{url}/cut" + imagePath, "unexpected EOF"},
+		},
+		"no destination": {
+			url:      imagePath,
+			checksum: "sha256:" + h256,
+			noDest:   true,
+			wantErr:  []string{"{url}" + imagePath, "needs a destination"},
 		},
 	}
 	for name, tc := range cases {
@@ -193,16 +197,16 @@ func TestFetchFails(t *testing.T) {
 				files["/images/SHA512SUMS"] = []byte(tc.sums)
 			}
 			srv := newServer(t, files)
-			cache, destDir := t.TempDir(), t.TempDir()
-			f := &Fetcher{CacheDir: cache}
-			if tc.noCache {
-				f.CacheDir = ""
-			}
-			_, err := f.Fetch(context.Background(), Request{
+			destDir := t.TempDir()
+			req := Request{
 				URL:      srv.URL + tc.url,
 				Checksum: strings.ReplaceAll(tc.checksum, "{url}", srv.URL),
 				Dest:     filepath.Join(destDir, "source.qcow2"),
-			})
+			}
+			if tc.noDest {
+				req.Dest = ""
+			}
+			_, err := (&Fetcher{}).Fetch(context.Background(), req)
 			if err == nil {
 				t.Fatal("Fetch succeeded")
 			}
@@ -215,7 +219,6 @@ func TestFetchFails(t *testing.T) {
 			if tc.wantAs != nil && !errors.As(err, tc.wantAs) {
 				t.Errorf("error %v is not a %T", err, tc.wantAs)
 			}
-			assertNoFiles(t, cache)
 			assertNoFiles(t, destDir)
 		})
 	}
@@ -224,33 +227,24 @@ func TestFetchFails(t *testing.T) {
 // TestFetchCancel cancels the context once half the image has arrived, while the server holds the rest
 // back: the download must stop and leave nothing behind.
 func TestFetchCancel(t *testing.T) {
-	for name, noCache := range map[string]bool{"cache": false, "destination only": true} {
-		t.Run(name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{imagePath: testImage})
-			cache, destDir := t.TempDir(), t.TempDir()
-			f := &Fetcher{CacheDir: cache}
-			if noCache {
-				f.CacheDir = ""
+	srv := newServer(t, map[string][]byte{imagePath: testImage})
+	destDir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := (&Fetcher{}).Fetch(ctx, Request{
+		URL:      srv.URL + "/stall" + imagePath,
+		Checksum: "sha256:" + sha256Hex(testImage),
+		Dest:     filepath.Join(destDir, "source.qcow2"),
+		Progress: func(done, total int64) {
+			if done >= int64(len(testImage)/2) {
+				cancel()
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			_, err := f.Fetch(ctx, Request{
-				URL:      srv.URL + "/stall" + imagePath,
-				Checksum: "sha256:" + sha256Hex(testImage),
-				Dest:     filepath.Join(destDir, "source.qcow2"),
-				Progress: func(done, total int64) {
-					if done >= int64(len(testImage)/2) {
-						cancel()
-					}
-				},
-			})
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("error %v, want context.Canceled", err)
-			}
-			assertNoFiles(t, cache)
-			assertNoFiles(t, destDir)
-		})
+		},
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
 	}
+	assertNoFiles(t, destDir)
 }
 
 // TestFetchProgress checks the callback sees every byte, in order, against the announced total.
@@ -258,9 +252,10 @@ func TestFetchProgress(t *testing.T) {
 	srv := newServer(t, map[string][]byte{imagePath: testImage})
 	var calls []int64
 	var totals []int64
-	_, err := (&Fetcher{CacheDir: t.TempDir()}).Fetch(context.Background(), Request{
+	_, err := (&Fetcher{}).Fetch(context.Background(), Request{
 		URL:      srv.URL + imagePath,
 		Checksum: "sha256:" + sha256Hex(testImage),
+		Dest:     filepath.Join(t.TempDir(), "source.qcow2"),
 		Progress: func(done, total int64) {
 			calls = append(calls, done)
 			totals = append(totals, total)
@@ -334,18 +329,18 @@ func TestResolveChecksum(t *testing.T) {
 
 // ExampleFetcher_Fetch shows the call the engine makes for the Debian image of the design.
 func ExampleFetcher_Fetch() {
-	f := &Fetcher{CacheDir: "/var/cache/imgform/downloads"}
 	req := Request{
 		URL:      "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
 		Checksum: "file:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS",
+		Dest:     "/var/lib/imgform/build/source.qcow2",
 		Progress: func(done, total int64) { /* draw a bar */ },
 	}
 	_ = func(ctx context.Context) error {
-		res, err := f.Fetch(ctx, req)
+		res, err := (&Fetcher{}).Fetch(ctx, req)
 		if err != nil {
 			return err
 		}
-		fmt.Println(res.Path, res.Checksum.Short(), res.Size)
+		fmt.Println(res.Path, res.Checksum, res.Size)
 		return nil
 	}
 }

@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 
-	getter "github.com/hashicorp/go-getter"
+	getter "github.com/hashicorp/go-getter/v2"
 )
 
 // Temp files live next to their final name so that the rename that publishes them is atomic; the leading
-// dot keeps them out of casual listings and the ".part" suffix tells `cache gc` what they are (a process
-// killed hard leaves one behind).
+// dot keeps them out of casual listings and the ".part" suffix says what they are when a process killed
+// hard leaves one behind.
 const tempPattern = ".fetch-*.part"
 
 // newTemp creates an empty temp file in dir and returns its name; go-getter reopens it by name.

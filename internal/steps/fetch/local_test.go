@@ -48,8 +48,7 @@ func TestFetchLocal(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			cache := t.TempDir()
-			res, err := (&Fetcher{CacheDir: cache}).Fetch(context.Background(), Request{URL: tc.url, Checksum: tc.checksum, BaseDir: base})
+			res, err := (&Fetcher{}).Fetch(context.Background(), Request{URL: tc.url, Checksum: tc.checksum, BaseDir: base})
 			if len(tc.wantErr) > 0 {
 				if err == nil {
 					t.Fatal("Fetch succeeded")
@@ -65,10 +64,9 @@ func TestFetchLocal(t *testing.T) {
 				t.Fatalf("Fetch: %v", err)
 			}
 			want := Result{Path: img, Checksum: tc.want, Size: int64(len(testImage))}
-			if res != want {
+			if res != want { // used in place: the path is the file's own
 				t.Errorf("got %+v, want %+v", res, want)
 			}
-			assertNoFiles(t, cache) // used in place: nothing copied
 		})
 	}
 }

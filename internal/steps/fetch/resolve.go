@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	getter "github.com/hashicorp/go-getter"
 )
 
 // maxSumsSize bounds what is read as a sums file, so that a checksum pointing at the image itself by
@@ -38,7 +36,7 @@ func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, e
 	if err != nil {
 		return Checksum{}, fmt.Errorf("checksum file: %w", err)
 	}
-	data, err := readSums(ctx, sums, req.BaseDir)
+	data, err := readSums(ctx, sums)
 	if err != nil {
 		return Checksum{}, err
 	}
@@ -51,8 +49,8 @@ func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, e
 
 // readSums returns the content of a sums file: read in place when local, else downloaded through go-getter
 // into a temp folder that is removed afterwards (the file is small and, for "latest" URLs, changes, so it
-// is not cached).
-func readSums(ctx context.Context, sums source, baseDir string) (data []byte, err error) {
+// is never kept).
+func readSums(ctx context.Context, sums source) (data []byte, err error) {
 	if sums.local != "" {
 		return readLimited(sums.local, sums.display)
 	}
@@ -66,19 +64,7 @@ func readSums(ctx context.Context, sums source, baseDir string) (data []byte, er
 		}
 	}()
 	dst := filepath.Join(dir, "sums")
-	client := &getter.Client{
-		Ctx:           ctx,
-		Src:           sums.getterSrc,
-		Dst:           dst,
-		Pwd:           baseDir,
-		Mode:          getter.ClientModeFile,
-		Getters:       newGetters(maxSumsSize + 1),
-		Decompressors: noDecompressors,
-	}
-	if err := client.Get(); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("download checksum file %s: %w", sums.display, ctx.Err())
-		}
+	if err := getFile(ctx, sums, Checksum{}, dst, maxSumsSize+1, nil); err != nil {
 		// With MaxBytes reached go-getter stops short of the Content-Length and says only "short write".
 		if errors.Is(err, io.ErrShortWrite) {
 			return nil, fmt.Errorf("checksum file %s is larger than %d MiB: is it really a sums file?", sums.display, maxSumsSize>>20)

@@ -9,24 +9,41 @@ import (
 	"regexp"
 	"strings"
 
-	getter "github.com/hashicorp/go-getter"
+	getter "github.com/hashicorp/go-getter/v2"
 )
 
-// source is a Request.URL (or the URL of a sums file) made sense of with go-getter's own detection, so that
-// what counts as a local file here is exactly what go-getter would treat as one.
+// source is a Request.URL (or the URL of a sums file) made sense of: a remote http(s) URL or a local file.
 type source struct {
-	getterSrc string   // the detected go-getter source string, forced getter prefix included
+	getterSrc string   // the URL handed to go-getter; remote sources only
 	local     string   // the absolute path when the source is a local file, else ""
-	url       *url.URL // the parsed URL, without a forced getter prefix
-	display   string   // for messages: the URL with passwords redacted, or the local path
+	url       *url.URL // the parsed URL of a remote source
+	display   string   // for messages: the URL with credentials redacted, or the local path
 	name      string   // the file name the source ends in
 }
 
-// forcedGetter matches go-getter's "getter::url" syntax (get.go keeps its own copy unexported).
-var forcedGetter = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
+var (
+	// forcedGetter matches go-getter's "getter::url" syntax.
+	forcedGetter = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
+	// urlScheme matches the scheme of a URL (RFC 3986); a string without one is a path.
+	urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*):`)
+)
 
-// parseSource resolves raw against baseDir. Relative paths need a baseDir: go-getter deliberately does not
-// default to the working directory, and neither do we, so that a config means the same from any folder.
+// shorthands are the scheme-less forms that go-getter's detectors turn into git, S3 or GCS sources. They
+// are refused rather than taken for relative paths, which would fail later with a puzzling "no such file".
+var shorthands = []struct {
+	re    *regexp.Regexp
+	kind  string
+	https bool // whether "https://" + the source is worth suggesting
+}{
+	{regexp.MustCompile(`^(github\.com|gitlab\.com|bitbucket\.org)/`), "git", true},
+	{regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:`), "git (ssh)", false},
+	{regexp.MustCompile(`^[^/]*\.amazonaws\.com/`), "s3", true},
+	{regexp.MustCompile(`^[^/]*\.googleapis\.com/`), "gcs", true},
+}
+
+// parseSource resolves raw against baseDir. Relative paths need a baseDir: like go-getter, we do not
+// default to the working directory, so that a config means the same from any folder. Sources that need a
+// getter imgform does not include are refused here, before anything is downloaded (see getter.go).
 func parseSource(raw, baseDir string) (source, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
@@ -39,49 +56,87 @@ func parseSource(raw, baseDir string) (source, error) {
 		}
 		baseDir = abs
 	}
-	detected, err := getter.Detect(raw, baseDir, getter.Detectors)
-	if err != nil {
-		if baseDir == "" && !filepath.IsAbs(raw) && !strings.Contains(raw, "://") {
-			return source{}, fmt.Errorf("source %q is a relative path but the request has no base directory", raw)
+	forced, rest := "", raw
+	if m := forcedGetter.FindStringSubmatch(raw); m != nil {
+		forced, rest = strings.ToLower(m[1]), m[2]
+	}
+	scheme := ""
+	if m := urlScheme.FindStringSubmatch(rest); m != nil {
+		scheme = strings.ToLower(m[1])
+	}
+	switch forced {
+	case "":
+	case "http", "https":
+		if scheme != "http" && scheme != "https" {
+			return source{}, fmt.Errorf("source %q: a %s:: source must be an http:// or https:// URL", redactRaw(raw), forced)
 		}
-		return source{}, fmt.Errorf("source %q: %w", raw, err)
+	case "file":
+		if scheme != "" && scheme != "file" {
+			return source{}, fmt.Errorf("source %q: a file:: source must be a path or a file: URL", redactRaw(raw))
+		}
+	default:
+		return source{}, unsupportedError(raw, forced, "")
 	}
-	s := source{getterSrc: detected}
-	forced, rest := "", detected
-	if m := forcedGetter.FindStringSubmatch(detected); m != nil {
-		forced, rest = m[1], m[2]
+	switch scheme {
+	case "http", "https":
+		return remoteSource(raw, rest)
+	case "file":
+		return fileURLSource(raw, rest, baseDir)
+	case "":
+	default:
+		return source{}, unsupportedError(raw, scheme, "")
 	}
+	if forced == "" {
+		for _, sh := range shorthands {
+			if sh.re.MatchString(rest) {
+				hint := "write ./" + rest + " for a local path"
+				if sh.https {
+					hint = "write https://" + rest + " for a file served over https, or ./" + rest + " for a local path"
+				}
+				return source{}, unsupportedError(raw, sh.kind, hint)
+			}
+		}
+	}
+	return localSource(raw, rest, baseDir)
+}
+
+// remoteSource completes an http or https URL.
+func remoteSource(raw, rest string) (source, error) {
 	u, err := url.Parse(rest)
 	if err != nil {
-		return source{}, fmt.Errorf("source %q: %w", raw, err)
+		// The message of a url.Error repeats the URL, which may hold a secret: keep only the reason.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return source{}, fmt.Errorf("source URL cannot be parsed: %w", err)
 	}
-	s.url = u
-	if forced == "file" || (forced == "" && u.Scheme == "file") {
-		return localSource(s, raw, baseDir)
+	s := source{getterSrc: rest, url: u, display: redactURL(u)}
+	if u.Host == "" {
+		return source{}, fmt.Errorf("source %s names no host", s.display)
 	}
 	if u.Query().Has("checksum") {
-		return source{}, fmt.Errorf("source %q carries a checksum query parameter: give the checksum in the request instead", raw)
+		return source{}, fmt.Errorf("source %s carries a checksum query parameter: give the checksum in the request instead", s.display)
 	}
-	s.display = getter.RedactURL(u)
-	if forced != "" {
-		s.display = forced + "::" + s.display
-	}
-	// A go-getter "//subdir" names the file inside what the URL fetches (a git repository, say).
-	p := u.Path
+	// go-getter reads "//" in a path as a folder inside an archive to unpack, which a file download would
+	// then lose silently.
 	if _, sub := getter.SourceDirSubdir(rest); sub != "" {
-		p = sub
+		return source{}, fmt.Errorf("source %s has \"//\" in its path, which go-getter reads as a folder inside an archive; imgform does not unpack downloads: write the path with single slashes", s.display)
 	}
-	s.name = path.Base(p)
-	if s.name == "/" || s.name == "." || s.name == "" {
+	s.name = path.Base(u.Path)
+	if strings.HasSuffix(u.Path, "/") || s.name == "/" || s.name == "." {
 		return source{}, fmt.Errorf("source %s does not name a file", s.display)
 	}
 	return s, nil
 }
 
-// localSource completes s for a file URL: "file:///abs", "file:rel" (opaque, resolved against baseDir), or
-// a plain path that go-getter's FileDetector already turned into a file URL.
-func localSource(s source, raw, baseDir string) (source, error) {
-	u := s.url
+// fileURLSource completes a file URL: "file:///abs", "file://localhost/abs" or "file:rel" (opaque,
+// resolved against baseDir).
+func fileURLSource(raw, rest, baseDir string) (source, error) {
+	u, err := url.Parse(rest)
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: %w", raw, err)
+	}
 	p := u.Path
 	switch {
 	case u.Opaque != "":
@@ -92,17 +147,31 @@ func localSource(s source, raw, baseDir string) (source, error) {
 	if p == "" {
 		return source{}, fmt.Errorf("source %q names no file", raw)
 	}
-	p = filepath.FromSlash(p)
+	return localSource(raw, filepath.FromSlash(p), baseDir)
+}
+
+// localSource completes a local path.
+func localSource(raw, p, baseDir string) (source, error) {
 	if !filepath.IsAbs(p) {
 		if baseDir == "" {
 			return source{}, fmt.Errorf("source %q is a relative path but the request has no base directory", raw)
 		}
 		p = filepath.Join(baseDir, p)
 	}
-	s.local = filepath.Clean(p)
-	s.display = s.local
-	s.name = filepath.Base(s.local)
-	return s, nil
+	p = filepath.Clean(p)
+	return source{local: p, display: p, name: filepath.Base(p)}, nil
+}
+
+// redactRaw renders a source as written, with credentials redacted when it parses as a URL.
+func redactRaw(raw string) string {
+	forced, rest := "", raw
+	if m := forcedGetter.FindStringSubmatch(raw); m != nil {
+		forced, rest = m[1]+"::", m[2]
+	}
+	if u, err := url.Parse(rest); err == nil && u.Scheme != "" {
+		return forced + redactURL(u)
+	}
+	return raw
 }
 
 // withChecksum adds go-getter's magic "checksum" query parameter, which makes Client.Get verify the file
@@ -143,30 +212,4 @@ func (s source) relativeTo(sums source) string {
 		return ""
 	}
 	return rel
-}
-
-// noDecompressors turns off go-getter's unpacking by file extension: the cache stores exactly the bytes
-// the checksum covers, and turning an "img.xz" into an image is a step of its own.
-var noDecompressors = map[string]getter.Decompressor{}
-
-// newGetters returns fresh getters for one client. Client.Configure calls SetClient on every getter it is
-// given, so sharing go-getter's global Getters between concurrent fetches would race and mix their
-// contexts and progress listeners.
-func newGetters(maxBytes int64) map[string]getter.Getter {
-	httpGetter := &getter.HttpGetter{
-		Netrc: true, // as go-getter's default getter: credentials from ~/.netrc
-		// The HEAD request only serves to resume into an existing partial file. We always download into an
-		// empty temp file, so it would be a wasted round trip.
-		DoNotCheckHeadFirst: true,
-		MaxBytes:            maxBytes,
-	}
-	return map[string]getter.Getter{
-		"file":  &getter.FileGetter{Copy: true}, // a copy, never a symlink into our temp folder
-		"git":   new(getter.GitGetter),
-		"gcs":   new(getter.GCSGetter),
-		"hg":    new(getter.HgGetter),
-		"s3":    new(getter.S3Getter),
-		"http":  httpGetter,
-		"https": httpGetter,
-	}
 }
