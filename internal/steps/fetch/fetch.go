@@ -64,7 +64,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 		}
 		req.Dest = filepath.Join(req.BaseDir, req.Dest)
 	}
-	sum, err := f.ResolveChecksum(ctx, req)
+	sum, err := resolveChecksum(ctx, req, src)
 	if err != nil {
 		return Result{}, err
 	}

@@ -18,8 +18,18 @@ const maxSumsSize = 64 << 20
 // Checksum (none declared); "type:value" is parsed; "file:<url or path>" downloads only that sums file
 // (never the image), reads it in GNU or BSD style and picks the line for the image's file name. The planner
 // calls this to compute keys; passing the result's String() as a later Request.Checksum spares Fetch a
-// second download of the sums file.
+// second download of the sums file. It checks req.URL too, so that a source Fetch would refuse (s3::,
+// git::...) fails at plan time.
 func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, error) {
+	img, err := parseSource(req.URL, req.BaseDir)
+	if err != nil {
+		return Checksum{}, err
+	}
+	return resolveChecksum(ctx, req, img)
+}
+
+// resolveChecksum is ResolveChecksum for the parsed source img.
+func resolveChecksum(ctx context.Context, req Request, img source) (Checksum, error) {
 	spec := strings.TrimSpace(req.Checksum)
 	if spec == "" {
 		return Checksum{}, nil
@@ -27,10 +37,6 @@ func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, e
 	typ, sumsRef, typed := strings.Cut(spec, ":")
 	if !typed || !strings.EqualFold(typ, "file") {
 		return ParseChecksum(spec)
-	}
-	img, err := parseSource(req.URL, req.BaseDir)
-	if err != nil {
-		return Checksum{}, err
 	}
 	sums, err := parseSource(sumsRef, req.BaseDir)
 	if err != nil {

@@ -134,3 +134,15 @@ func TestFetchRedacts(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveChecksumChecksSource refuses an unsupported source at plan time, whatever the checksum.
+func TestResolveChecksumChecksSource(t *testing.T) {
+	for name, checksum := range map[string]string{"none": "", "direct": "sha256:" + sha256Hex(testImage)} {
+		t.Run(name, func(t *testing.T) {
+			_, err := (&Fetcher{}).ResolveChecksum(context.Background(), Request{URL: "s3::https://s3.amazonaws.com/bucket/disk.qcow2", Checksum: checksum})
+			if err == nil || !strings.Contains(err.Error(), "does not fetch s3 sources") {
+				t.Fatalf("error %v, want one refusing the s3 source", err)
+			}
+		})
+	}
+}
