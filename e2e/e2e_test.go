@@ -14,7 +14,9 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/kinds"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/export"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/qemu/qemutest"
@@ -73,7 +75,7 @@ func (e *env) engine() *engine.Engine {
 	runner := &vm.Runner{
 		Resolve: func(ctx context.Context, want string) (string, string, error) { return qemu.AccelTCG, "", nil },
 	}
-	return &engine.Engine{Store: e.store, Guest: runner, Tester: runner, Hooks: e.rec}
+	return &engine.Engine{Store: e.store, Kinds: kinds.All(), Machines: runner, Hooks: e.rec}
 }
 
 func (e *env) apply(timeout time.Duration) (*engine.Result, error) {
@@ -125,7 +127,7 @@ func TestExampleEndToEnd(t *testing.T) {
 	checks := map[string]string{}
 	for _, c := range m.Verification.Checks {
 		checks[c.Name] = c.Status
-		if c.Status != engine.CheckPassed {
+		if c.Status != step.CheckPassed {
 			t.Errorf("check %s: %s: %s", c.Name, c.Status, c.Detail)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/kinds"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/steps/export"
 )
@@ -31,8 +32,8 @@ func newEngine(hooks engine.Hooks) (*engine.Engine, error) {
 	return &engine.Engine{
 		Store:       st,
 		Hooks:       hooks,
-		Guest:       guest,
-		Tester:      guest,
+		Kinds:       kinds.All(),
+		Machines:    guest,
 		DebugKeys:   engine.DebugKeysFromEnv(),
 		ToolVersion: version(),
 	}, nil

@@ -25,18 +25,7 @@ type lineHooks struct {
 }
 
 func (h *lineHooks) prefix(s *engine.StepPlan) string {
-	img, _, _ := cutID(s.ID)
-	return fmt.Sprintf("[%s] %s", img, s.Label)
-}
-
-// cutID splits "image/kind/name" into the image and the rest.
-func cutID(id string) (string, string, bool) {
-	for i := 0; i < len(id); i++ {
-		if id[i] == '/' {
-			return id[:i], id[i+1:], true
-		}
-	}
-	return id, "", false
+	return fmt.Sprintf("[%s] %s", s.Image, s.Label)
 }
 
 func (h *lineHooks) printf(format string, args ...any) {

@@ -21,7 +21,7 @@ func renderPlan(w io.Writer, p *engine.Plan) error {
 				line += "  -> " + sp.Output
 			}
 			b.WriteString(strings.TrimRight(line, " ") + "\n")
-			if sp.Action == engine.ActionRun || sp.Kind == engine.KindTest {
+			if sp.Action == engine.ActionRun || sp.Verifies {
 				for _, r := range sp.Reasons {
 					fmt.Fprintf(&b, "      %s\n", r)
 				}

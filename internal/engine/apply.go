@@ -9,7 +9,7 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
-	"gitlab.com/imgform/imgform/internal/steps/export"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 // Result is what an apply did.
@@ -32,7 +32,7 @@ type OutputResult struct {
 	Size    int64  `json:"size"`
 	Written bool   `json:"written"` // false when the file from the last apply was still right
 	// Verification is the image's test result: passed, failed, skipped, not run or disabled (see
-	// steps/export.Verification).
+	// internal/steps/export.Verification).
 	Verification string `json:"verification"`
 }
 
@@ -71,11 +71,11 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	}
 	defer func() { _ = hold.Release() }()
 
-	a := &applier{e: e, cfg: cfg, p: p, results: map[*Step]*stepResult{}}
+	a := &applier{e: e, cfg: cfg, p: p, results: map[*step.Step]*stepResult{}}
 	units := a.units()
 	walk(ctx, units, e.parallelism(), func(u *unit, cause error) {
-		for _, sp := range u.steps {
-			a.finish(sp, StatusSkipped, cause)
+		for _, s := range u.steps {
+			a.finish(s, StatusSkipped, cause)
 		}
 	})
 	res := &Result{Plan: p.plan}
@@ -133,64 +133,77 @@ type applier struct {
 	p   *planned
 
 	mu      sync.Mutex
-	results map[*Step]*stepResult
+	results map[*step.Step]*stepResult
 	// verified lists the objects whose content this apply checked (see verifyChain).
 	verified map[state.Key]bool
 	// warned holds the warnings already shown, such as the fallback to TCG, which every VM session meets.
 	warned map[string]bool
-	// reports holds the reports of the tests the plan found cached, read once (cachedReport).
-	reports map[*Step]*TestReport
+	// reports holds the reports of the verifying steps the plan found cached, read once (cachedReport).
+	reports map[*step.Step]*step.TestReport
 	// manifested holds the verification status of the SHA256SUMS and manifest this apply last wrote per image.
 	manifested map[string]string
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.
 	ckpt    sync.Mutex
-	started map[*StepPlan]time.Time
-	ended   map[*StepPlan]time.Time
-}
-
-// done notes when a step's work ended, for steps that are recorded later than that.
-func (a *applier) done(sp *StepPlan) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.ended == nil {
-		a.ended = map[*StepPlan]time.Time{}
-	}
-	a.ended[sp] = a.e.now()
+	started map[*step.Step]time.Time
+	ended   map[*step.Step]time.Time
 }
 
 type stepResult struct {
 	status StepStatus
-	output *state.OutputRecord
-	export *export.Result
-	test   *TestReport // of a test step that ran, passed or not, or that another apply passed meanwhile
+	output *state.OutputRecord // of a FileKind step that ran
+	// data is the kind's result data (step.Result.Data): an export's result, a test's report (also of a
+	// failed test, or of one another apply passed meanwhile).
+	data any
 }
 
-func (a *applier) start(sp *StepPlan) {
+// result returns the result entry of a step, made on first use. Call with a.mu held.
+func (a *applier) result(s *step.Step) *stepResult {
+	r := a.results[s]
+	if r == nil {
+		r = &stepResult{}
+		a.results[s] = r
+	}
+	return r
+}
+
+// setData keeps a step's result data.
+func (a *applier) setData(s *step.Step, data any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.result(s).data = data
+}
+
+// done notes when a step's work ended, for steps that are recorded later than that.
+func (a *applier) done(s *step.Step) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ended == nil {
+		a.ended = map[*step.Step]time.Time{}
+	}
+	a.ended[s] = a.e.now()
+}
+
+func (a *applier) start(s *step.Step) {
 	a.mu.Lock()
 	if a.started == nil {
-		a.started = map[*StepPlan]time.Time{}
+		a.started = map[*step.Step]time.Time{}
 	}
-	a.started[sp] = a.e.now()
+	a.started[s] = a.e.now()
 	a.mu.Unlock()
-	a.e.hooks().StepStarted(sp)
+	a.e.hooks().StepStarted(a.p.rows[s])
 }
 
-func (a *applier) finish(sp *StepPlan, status StepStatus, err error) {
+func (a *applier) finish(s *step.Step, status StepStatus, err error) {
 	a.mu.Lock()
 	elapsed := time.Duration(0)
-	if t, ok := a.started[sp]; ok {
-		end, ok := a.ended[sp]
+	if t, ok := a.started[s]; ok {
+		end, ok := a.ended[s]
 		if !ok {
 			end = a.e.now()
 		}
 		elapsed = end.Sub(t)
 	}
-	r := a.results[sp.step]
-	if r == nil {
-		r = &stepResult{}
-		a.results[sp.step] = r
-	}
-	r.status = status
+	a.result(s).status = status
 	a.mu.Unlock()
 	if status == StatusDone {
 		if err := a.checkpoint(); err != nil {
@@ -198,56 +211,36 @@ func (a *applier) finish(sp *StepPlan, status StepStatus, err error) {
 		}
 	}
 	if err != nil {
-		err = errors.New(a.cfg.Redact(err.Error()))
+		err = redactError(err, a.cfg.Redact)
 	}
-	a.e.hooks().StepFinished(sp, status, elapsed, err)
+	a.e.hooks().StepFinished(a.p.rows[s], status, elapsed, err)
 }
 
-// runStep wraps a single-step unit with start and finish events. fn tells whether it built the step's
-// result: when another apply built it while this one waited for its lock, the step is cached, as the disk
-// steps are in runGuest, not done.
-func (a *applier) runStep(sp *StepPlan, fn func(ctx context.Context) (built bool, err error)) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		a.start(sp)
-		built, err := fn(ctx)
-		switch {
-		case err == nil && !built:
-			a.finish(sp, StatusCached, nil)
-		case err == nil:
-			a.finish(sp, StatusDone, nil)
-		case ctx.Err() != nil:
-			a.finish(sp, StatusCanceled, err)
-		default:
-			a.finish(sp, StatusFailed, err)
-		}
-		return err
-	}
-}
-
-// units groups the steps to run into units of work with their dependencies.
+// units groups the steps to run into units of work with their dependencies: the guest steps of an image
+// that are to run form one session; every host step is a unit of its own.
 func (a *applier) units() []*unit {
 	var units []*unit
-	byStep := map[*Step]*unit{}
+	byStep := map[*step.Step]*unit{}
 	for _, ip := range a.p.plan.Images {
 		var session *unit
-		for _, sp := range ip.Steps {
-			s := sp.step
-			if sp.Action != ActionRun {
+		for _, s := range a.p.graph.ImageSteps(ip.Name) {
+			if !a.p.run[s] {
 				continue
 			}
-			switch {
-			case s.Kind.IsDisk():
+			if s.IsGuest() {
 				if session == nil {
 					session = &unit{name: fmt.Sprintf("image %q", s.Image.Name)}
 					units = append(units, session)
 				}
-				session.steps = append(session.steps, sp)
+				session.steps = append(session.steps, s)
 				byStep[s] = session
-			default:
-				u := &unit{name: fmt.Sprintf("image %q, %s", s.Image.Name, s.Label()), steps: []*StepPlan{sp}}
-				units = append(units, u)
-				byStep[s] = u
+				continue
 			}
+			s := s
+			u := &unit{name: fmt.Sprintf("image %q, %s", s.Image.Name, s.Label()), steps: []*step.Step{s}}
+			u.run = func(ctx context.Context) error { return a.runHost(ctx, s) }
+			units = append(units, u)
+			byStep[s] = u
 		}
 		if session != nil {
 			steps := session.steps
@@ -256,28 +249,28 @@ func (a *applier) units() []*unit {
 	}
 	for _, u := range units {
 		seen := map[*unit]bool{u: true}
-		for _, sp := range u.steps {
-			for _, d := range sp.step.Deps() {
+		for _, s := range u.steps {
+			for _, d := range s.Deps() {
 				if du, ok := byStep[d]; ok && !seen[du] {
 					seen[du] = true
 					u.deps = append(u.deps, du)
 				}
 			}
 		}
-		if len(u.steps) == 1 && !u.steps[0].step.Kind.IsDisk() {
-			sp := u.steps[0]
-			switch sp.step.Kind {
-			case KindFetch:
-				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return a.runFetch(ctx, sp) })
-			case KindSeed:
-				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return a.runSeed(ctx, sp) })
-			case KindExport:
-				// An export always writes its output: the file is not in the store, so nobody builds it meanwhile.
-				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return true, a.runExport(ctx, sp) })
-			case KindTest:
-				u.run = a.runStep(sp, func(ctx context.Context) (bool, error) { return a.runTest(ctx, sp) })
-			}
-		}
 	}
 	return units
+}
+
+// redactedError shows a redacted message and keeps the chain, so errors.Is and errors.As still see the
+// cause (a ConfigError, a cancellation).
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redactError(err error, redact func(string) string) error {
+	return &redactedError{msg: redact(err.Error()), err: err}
 }

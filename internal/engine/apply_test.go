@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 func mustApply(t *testing.T, te *testEnv, cfg *config.Config) (*Result, *recorder) {
@@ -224,7 +225,7 @@ func TestDiskSizeSmallerThanSourceSaysWhere(t *testing.T) {
 	if got := rec.errs["base/fetch"]; rec.finished["base/fetch"] != StatusFailed || got == nil || !strings.HasPrefix(got.Error(), want) {
 		t.Errorf("fetch finished %s with %v, want %q", rec.finished["base/fetch"], got, want)
 	}
-	var ce *ConfigError
+	var ce *step.ConfigError
 	if !errors.As(err, &ce) || ce.Subject.Start.Line != 17 || ce.Subject.End.Column != 24 {
 		t.Errorf("no ConfigError with the range of disk_size's value: %#v", ce)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/kinds"
 	"gitlab.com/imgform/imgform/internal/state"
 )
 
@@ -38,7 +39,7 @@ func helperApply(dir, storeDir string) int {
 	}
 	rec := newRecorder()
 	g := &layerGuest{}
-	e := &Engine{Store: st, Guest: g, Tester: g, Hooks: rec}
+	e := &Engine{Store: st, Kinds: kinds.All(), Machines: g, Hooks: rec}
 	res, err := e.Apply(context.Background(), cfg)
 	if err != nil {
 		fmt.Println("error:", err)
@@ -108,7 +109,7 @@ func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
 	var held []*state.Lock
 	want := map[string]bool{}
 	for _, id := range []string{"base/fetch", "base/seed"} {
-		key := p.Step(id).step.Key
+		key := mustKey(t, p.Step(id).Key)
 		lock, err := te.store.LockKey(ctx, key, state.LockOptions{Purpose: "test"})
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +168,7 @@ func TestConcurrentAppliesReportWhatTheOtherBuiltAsCached(t *testing.T) {
 			got := []string{string(recs[0].finished[sp.ID]), string(recs[1].finished[sp.ID])}
 			sort.Strings(got)
 			want := []string{string(StatusCached), string(StatusDone)}
-			if sp.Kind == KindExport {
+			if sp.Kind == "export" {
 				want = []string{string(StatusDone), string(StatusDone)}
 			}
 			if strings.Join(got, " ") != strings.Join(want, " ") {

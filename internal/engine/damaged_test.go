@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"gitlab.com/imgform/imgform/internal/step"
+
 	"os"
 	"strings"
 	"testing"
@@ -12,11 +14,11 @@ func TestDamagedLayerIsNotUsed(t *testing.T) {
 	te.writeBase()
 	mustApply(t, te, te.load())
 	p := te.plan(te.load())
-	obj, ok, err := te.store.Lookup(p.Step("base/provision/two").step.Key)
+	obj, ok, err := te.store.Lookup(mustKey(t, p.Step("base/provision/two").Key))
 	if err != nil || !ok {
 		t.Fatalf("lookup: %v %v", ok, err)
 	}
-	flipByte(t, obj.Path(LayerFile))
+	flipByte(t, obj.Path(step.LayerFile))
 	te.write("files/motd", "changed\n") // provision "three" now builds on the damaged layer
 	_, _, err = te.apply(te.load())
 	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "cache verify -remove") {
@@ -31,11 +33,11 @@ func TestDamagedDeepLayerIsNotUsed(t *testing.T) {
 	te.writeBase()
 	mustApply(t, te, te.load())
 	p := te.plan(te.load())
-	obj, ok, err := te.store.Lookup(p.Step("base/provision/one").step.Key)
+	obj, ok, err := te.store.Lookup(mustKey(t, p.Step("base/provision/one").Key))
 	if err != nil || !ok {
 		t.Fatalf("lookup: %v %v", ok, err)
 	}
-	flipByte(t, obj.Path(LayerFile))
+	flipByte(t, obj.Path(step.LayerFile))
 	te.write("files/motd", "changed\n") // provision "three" builds on "two", which is built on "one"
 	_, rec, err := te.apply(te.load())
 	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), obj.Key.Short()) {

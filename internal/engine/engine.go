@@ -11,7 +11,7 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
-	"gitlab.com/imgform/imgform/internal/steps/fetch"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 // Engine plans and applies configurations against one store.
@@ -19,12 +19,12 @@ type Engine struct {
 	Store *state.Store
 	// Hooks receives events; nil means NoHooks.
 	Hooks Hooks
-	// Guest runs the steps that need the build VM (boot, provisioners, cleanup). Plan works without it.
-	Guest GuestRunner
-	// Tester runs the test steps (a new instance of each image's result, checked). Plan works without it.
-	Tester Tester
-	// SkipTests leaves the test steps out of plan and apply (apply -skip-tests); outputs are then marked
-	// unverified in SHA256SUMS and the manifests.
+	// Kinds are the step kinds an image runs, in order (internal/kinds.All).
+	Kinds []step.Kind
+	// Machines runs the guest sessions and the tests' instances. Plan works without it.
+	Machines step.Machines
+	// SkipTests leaves the steps that verify images (the tests) out of plan and apply (apply -skip-tests);
+	// outputs are then marked unverified in SHA256SUMS and the manifests.
 	SkipTests bool
 	// Parallelism bounds the steps that run at once; 0 means 2.
 	Parallelism int
@@ -65,25 +65,19 @@ func (e *Engine) Plan(ctx context.Context, cfg *config.Config) (*Plan, error) {
 	return p.plan, nil
 }
 
-func (e *Engine) keyContext(cfg *config.Config) (*keyContext, error) {
+func (e *Engine) keyContext(cfg *config.Config) (*step.KeyContext, error) {
 	salt, err := e.salt()
 	if err != nil {
 		return nil, err
 	}
-	kc := &keyContext{
-		cfg:       cfg,
-		fetcher:   &fetch.Fetcher{},
-		files:     openFileHasher(e.Store.Dir()),
-		salt:      salt,
-		checksums: map[string]string{},
-	}
+	kc := &step.KeyContext{Config: cfg, Files: step.OpenFileHasher(e.Store.Dir()), Salt: salt, Shared: &step.Shared{}}
 	if e.DebugKeys {
-		kc.debug = func(s *Step, name string, data []byte) {
+		kc.Debug = func(s *step.Step, name string, data []byte) {
 			shown := string(data)
 			if len(shown) > 200 || !printable(shown) {
 				shown = fmt.Sprintf("(%d bytes)", len(data))
 			}
-			e.hooks().Message(LevelDebug, cfg.Redact(fmt.Sprintf("key %s: %s = %s [%s]", s.ID, name, shown, digest(data))))
+			e.hooks().Message(LevelDebug, cfg.Redact(fmt.Sprintf("key %s: %s = %s [%s]", s.Addr.ID(), name, shown, step.Digest(data))))
 		}
 	}
 	return kc, nil

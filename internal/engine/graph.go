@@ -4,27 +4,28 @@ import (
 	"fmt"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 // Graph holds every step of a configuration in an order where each step comes after its dependencies.
 type Graph struct {
-	Steps []*Step
-	byID  map[string]*Step
-	// last maps an image name to its last disk step (cleanup), which derived images and exports start from.
-	last map[string]*Step
-	// tests maps an image name to its test step, for the images that have one.
-	tests map[string]*Step
+	Steps []*step.Step
+	byID  map[string]*step.Step
+	// last maps an image name to its last guest step, which derived images and final steps start from.
+	last map[string]*step.Step
+	// verifiers maps an image name to the step that verifies it (the test), for the images that have one.
+	verifiers map[string]*step.Step
 }
 
-// Test returns the test step of an image, or nil when it has none.
-func (g *Graph) Test(image string) *Step { return g.tests[image] }
+// Verifier returns the step that verifies an image (its test), or nil when it has none.
+func (g *Graph) Verifier(image string) *step.Step { return g.verifiers[image] }
 
 // Step returns the step with the given ID, or nil.
-func (g *Graph) Step(id string) *Step { return g.byID[id] }
+func (g *Graph) Step(id string) *step.Step { return g.byID[id] }
 
 // ImageSteps returns the steps of one image in run order.
-func (g *Graph) ImageSteps(image string) []*Step {
-	var out []*Step
+func (g *Graph) ImageSteps(image string) []*step.Step {
+	var out []*step.Step
 	for _, s := range g.Steps {
 		if s.Image.Name == image {
 			out = append(out, s)
@@ -33,10 +34,16 @@ func (g *Graph) ImageSteps(image string) []*Step {
 	return out
 }
 
-// BuildGraph expands every image into its steps. Parents come before derived images; config.Load has
-// already rejected unknown parents and cycles, so an error here is a bug in the caller.
-func BuildGraph(cfg *config.Config) (*Graph, error) {
-	g := &Graph{byID: map[string]*Step{}, last: map[string]*Step{}, tests: map[string]*Step{}}
+// BuildGraph expands every image into the steps of the kinds, in the kinds' order, which must go by class:
+// source, prepare, guest, final. Parents come before derived images; config.Load has already rejected
+// unknown parents and cycles, so an error here is a bug in the caller.
+func BuildGraph(cfg *config.Config, kinds []step.Kind) (*Graph, error) {
+	for i := 1; i < len(kinds); i++ {
+		if kinds[i].Class() < kinds[i-1].Class() {
+			return nil, fmt.Errorf("step kind %q (class %d) is listed after %q (class %d): list kinds by class", kinds[i].Name(), kinds[i].Class(), kinds[i-1].Name(), kinds[i-1].Class())
+		}
+	}
+	g := &Graph{byID: map[string]*step.Step{}, last: map[string]*step.Step{}, verifiers: map[string]*step.Step{}}
 	done := map[string]bool{}
 	var visit func(img *config.Image, path []string) error
 	visit = func(img *config.Image, path []string) error {
@@ -48,7 +55,7 @@ func BuildGraph(cfg *config.Config) (*Graph, error) {
 				return fmt.Errorf("images derive from each other: %v", append(path, img.Name))
 			}
 		}
-		var base *Step
+		var base *step.Step
 		if parent := img.Source.Image; parent != "" {
 			pimg := cfg.Image(parent)
 			if pimg == nil {
@@ -59,7 +66,9 @@ func BuildGraph(cfg *config.Config) (*Graph, error) {
 			}
 			base = g.last[parent]
 		}
-		g.addImage(img, base)
+		if err := g.addImage(img, base, kinds); err != nil {
+			return err
+		}
 		done[img.Name] = true
 		return nil
 	}
@@ -71,37 +80,47 @@ func BuildGraph(cfg *config.Config) (*Graph, error) {
 	return g, nil
 }
 
-func (g *Graph) add(s *Step) *Step {
-	g.Steps = append(g.Steps, s)
-	g.byID[s.ID] = s
-	return s
-}
-
-// addImage appends the steps of one image; base is the parent image's last step for a derived image.
-func (g *Graph) addImage(img *config.Image, base *Step) {
-	id := func(parts ...string) string {
-		s := img.Name
-		for _, p := range parts {
-			s += "/" + p
+// addImage appends the steps of one image; base is the parent image's last guest step for a derived image.
+func (g *Graph) addImage(img *config.Image, base *step.Step, kinds []step.Kind) error {
+	prev := base // the step the next guest step starts from
+	var uses []*step.Step
+	var last *step.Step
+	for _, k := range kinds {
+		for _, inst := range k.Instances(img) {
+			s := &step.Step{Addr: step.Address{Image: img.Name, Kind: k.Name(), Name: inst.Name}, Kind: k, Image: img, Config: inst.Config}
+			if g.byID[s.Addr.ID()] != nil {
+				return fmt.Errorf("image %q has two %s steps", img.Name, s.Label())
+			}
+			switch k.Class() {
+			case step.Source:
+				if prev != nil {
+					return fmt.Errorf("image %q has two sources (%s)", img.Name, s.Label())
+				}
+				prev = s
+			case step.Prepare:
+				uses = append(uses, s)
+			case step.Guest:
+				if prev == nil {
+					return fmt.Errorf("image %q has no source for its %s step", img.Name, s.Label())
+				}
+				s.Parent, s.Uses = prev, uses
+				prev, last = s, s
+			case step.Final:
+				if last == nil {
+					return fmt.Errorf("image %q has no guest step for its %s step to start from", img.Name, s.Label())
+				}
+				s.Parent = last
+				if _, ok := k.(step.Verifier); ok {
+					g.verifiers[img.Name] = s
+				}
+			}
+			g.Steps = append(g.Steps, s)
+			g.byID[s.Addr.ID()] = s
 		}
-		return s
 	}
-	if base == nil {
-		base = g.add(&Step{ID: id(string(KindFetch)), Kind: KindFetch, Image: img})
+	if last == nil {
+		return fmt.Errorf("image %q has no guest step", img.Name)
 	}
-	seed := g.add(&Step{ID: id(string(KindSeed)), Kind: KindSeed, Image: img})
-	prev := g.add(&Step{ID: id(string(KindBoot)), Kind: KindBoot, Image: img, Parent: base, Seed: seed})
-	for _, p := range img.Provisioners {
-		prev = g.add(&Step{ID: id(string(KindProvision), p.Name), Kind: KindProvision, Name: p.Name, Image: img,
-			Parent: prev, Seed: seed, Provisioner: p})
-	}
-	cleanup := g.add(&Step{ID: id(string(KindCleanup)), Kind: KindCleanup, Image: img, Parent: prev, Seed: seed})
-	g.last[img.Name] = cleanup
-	for _, o := range img.Outputs {
-		g.add(&Step{ID: id(string(KindExport), o.Name), Kind: KindExport, Name: o.Name, Image: img, Parent: cleanup, Output: o})
-	}
-	// The test boots the same final layer the exports convert, so it runs beside them, not after them.
-	if img.HasTestStep() {
-		g.tests[img.Name] = g.add(&Step{ID: id(string(KindTest)), Kind: KindTest, Image: img, Parent: cleanup})
-	}
+	g.last[img.Name] = last
+	return nil
 }

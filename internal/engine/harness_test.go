@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/kinds"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 // The engine tests run real cheap steps: a source served over loopback HTTP through go-getter (or a local
@@ -96,7 +98,7 @@ type layerGuest struct {
 // Test stands in for booting the final layer: it checks what the engine hands over (a real, readable qcow2
 // layer in the store, the build key, the build's host keys and machine-id, an empty work folder) and reports
 // two checks, failing failCheck.
-func (g *layerGuest) Test(ctx context.Context, job *TestJob) (*TestReport, error) {
+func (g *layerGuest) Test(ctx context.Context, job *step.TestJob) (*step.TestReport, error) {
 	g.tests.Add(1)
 	if err := run(ctx, job.WorkDir, "qemu-img", "info", "-f", job.Disk.Format, "--force-share", job.Disk.Path); err != nil {
 		return nil, err
@@ -107,12 +109,12 @@ func (g *layerGuest) Test(ctx context.Context, job *TestJob) (*TestReport, error
 	if entries, err := os.ReadDir(job.WorkDir); err != nil || len(entries) != 0 {
 		return nil, fmt.Errorf("work folder not empty: %v %v", entries, err)
 	}
-	r := &TestReport{}
+	r := &step.TestReport{}
 	var failed []string
 	for _, name := range []string{"cloud-init", "network"} {
-		c := CheckResult{Name: name, Status: CheckPassed}
+		c := step.CheckResult{Name: name, Status: step.CheckPassed}
 		if name == g.failCheck {
-			c.Status, c.Detail = CheckFailed, "it fails here"
+			c.Status, c.Detail = step.CheckFailed, "it fails here"
 			failed = append(failed, name)
 		}
 		job.Output("check " + name + ": " + c.Status)
@@ -124,67 +126,77 @@ func (g *layerGuest) Test(ctx context.Context, job *TestJob) (*TestReport, error
 	return r, nil
 }
 
-func (g *layerGuest) Run(ctx context.Context, job *GuestJob) error {
+func (g *layerGuest) RunSession(ctx context.Context, job *step.SessionJob) error {
 	g.starts.Add(1)
 	var ids []string
-	for _, sp := range job.Steps {
-		ids = append(ids, sp.ID)
+	for _, s := range job.Steps {
+		ids = append(ids, s.Addr.ID())
 	}
 	g.mu.Lock()
 	g.sessions = append(g.sessions, ids)
 	g.mu.Unlock()
-	if len(job.BuildKey) == 0 || !strings.Contains(string(job.BuildKey), "OPENSSH PRIVATE KEY") {
-		return fmt.Errorf("no build key handed over")
-	}
-	if _, err := os.Stat(job.Seed); err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	hostKeys := job.HostKeys
-	if job.Steps[0].Kind == KindBoot {
-		if hostKeys != nil {
-			return fmt.Errorf("host keys handed to a first boot")
+	_, firstBoot := job.Steps[0].Kind.(step.Booter)
+	var seedObj *state.Object
+	for _, o := range job.Uses {
+		if _, err := os.Stat(o.Path(step.SeedFile)); err == nil {
+			seedObj = o
 		}
-		hostKeys = []byte("ssh-ed25519 AAAAhostkey-of-" + job.Steps[0].ID + "\n")
+	}
+	if seedObj == nil {
+		return fmt.Errorf("no seed handed over")
+	}
+	keyFrom := job.BaseObject
+	if firstBoot {
+		keyFrom = seedObj
+	}
+	buildKey, err := os.ReadFile(keyFrom.Path(step.BuildKeyFile))
+	if err != nil || !strings.Contains(string(buildKey), "OPENSSH PRIVATE KEY") {
+		return fmt.Errorf("no build key handed over: %v", err)
+	}
+	hostKeys, _ := os.ReadFile(job.BaseObject.Path(step.HostKeysFile))
+	if firstBoot {
+		hostKeys = []byte("ssh-ed25519 AAAAhostkey-of-" + job.Steps[0].Addr.ID() + "\n")
 	} else if len(hostKeys) == 0 {
-		return fmt.Errorf("no host keys handed over for a resumed build")
+		return fmt.Errorf("no host keys recorded for a resumed build")
 	}
 	prev := job.Base
-	for i, sp := range job.Steps {
-		job.Started(sp)
-		w, err := job.Begin(sp)
+	for i, s := range job.Steps {
+		job.Started(s)
+		w, err := job.Begin(s)
 		if err != nil {
 			return err
 		}
-		if err := w.WriteFile(HostKeysFile, hostKeys, 0o644); err != nil {
-			return err
+		for name, data := range map[string][]byte{step.HostKeysFile: hostKeys, step.MachineIDFile: []byte("machine-id-of-build\n"), step.BuildKeyFile: buildKey} {
+			if err := w.WriteFile(name, data, 0o644); err != nil {
+				return err
+			}
 		}
-		if err := w.WriteFile(MachineIDFile, []byte("machine-id-of-build\n"), 0o644); err != nil {
-			return err
-		}
-		layer := filepath.Join(w.Dir(), LayerFile)
+		layer := filepath.Join(w.Dir(), step.LayerFile)
 		rel, err := filepath.Rel(w.Dir(), prev.Path)
 		if err != nil {
 			return err
 		}
 		args := []string{"create", "-q", "-f", "qcow2", "-F", prev.Format, "-b", rel, layer}
-		if sp.Kind == KindBoot && job.Image.Machine.DiskSize != 0 {
+		if firstBoot && i == 0 && job.Image.Machine.DiskSize != 0 {
 			args = append(args, fmt.Sprint(int64(job.Image.Machine.DiskSize)))
 		}
 		if err := run(ctx, w.Dir(), "qemu-img", args...); err != nil {
 			return fmt.Errorf("%v: %w", w.Abort(), err)
 		}
-		pattern := fmt.Sprintf("0x%s", sp.Key[:2])
-		offset := (i + 1 + len(sp.ID)) * 65536
+		pattern := fmt.Sprintf("0x%s", s.Key.String()[:2])
+		offset := (i + 1 + len(s.Addr.ID())) * 65536
 		if err := run(ctx, w.Dir(), "qemu-io", "-f", "qcow2", "-c", fmt.Sprintf("write -P %s %d 65536", pattern, offset), layer); err != nil {
 			return fmt.Errorf("%v: %w", w.Abort(), err)
 		}
-		job.Output(sp, "wrote "+pattern)
-		if sp.ID == g.failAt {
-			return fmt.Errorf("step %s failed on purpose: %v", sp.ID, w.Abort())
+		job.Output(s, "wrote "+pattern)
+		if s.Addr.ID() == g.failAt {
+			return fmt.Errorf("step %s failed on purpose: %v", s.Addr.ID(), w.Abort())
 		}
-		if prev, err = job.Commit(sp, w); err != nil {
+		final := w.FinalPath(step.LayerFile)
+		if err := job.Commit(s, w); err != nil {
 			return err
 		}
+		prev = step.Disk{Path: final, Format: "qcow2"}
 	}
 	return nil
 }
@@ -279,7 +291,7 @@ func (te *testEnv) load(vars ...config.VarArg) *config.Config {
 }
 
 func (te *testEnv) engine(h Hooks) *Engine {
-	return &Engine{Store: te.store, Guest: te.guest, Tester: te.guest, Hooks: h, Parallelism: 2}
+	return &Engine{Store: te.store, Kinds: kinds.All(), Machines: te.guest, Hooks: h, Parallelism: 2}
 }
 
 func (te *testEnv) plan(cfg *config.Config) *Plan {
@@ -348,4 +360,14 @@ func (r lockWaits) Message(level Level, text string) {
 	case r.names <- name:
 	default:
 	}
+}
+
+// mustKey parses a key as the plan shows it.
+func mustKey(t *testing.T, s string) state.Key {
+	t.Helper()
+	k, err := state.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

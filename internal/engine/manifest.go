@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/export"
 )
 
@@ -16,50 +18,49 @@ func (a *applier) writeManifests() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, ip := range a.p.plan.Images {
-		var exports []*StepPlan
-		test := a.p.graph.Test(ip.Name)
+		var files []*step.Step
+		test := a.p.graph.Verifier(ip.Name)
 		tr := a.results[test]
-		ran := test != nil && tr != nil && (tr.test != nil || tr.status == StatusFailed)
+		ran := test != nil && tr != nil && (tr.data != nil || tr.status == StatusFailed)
 		complete := true
-		for _, sp := range ip.Steps {
-			if sp.step.Kind != KindExport {
+		for _, s := range a.p.graph.ImageSteps(ip.Name) {
+			if _, ok := s.Kind.(step.FileKind); !ok {
 				continue
 			}
-			exports = append(exports, sp)
-			r := a.results[sp.step]
+			files = append(files, s)
+			r := a.results[s]
 			switch {
-			case r != nil && r.export != nil:
+			case r != nil && r.output != nil:
 				ran = true
-			case a.p.present[sp.step]:
+			case a.p.present[s]:
 			default:
 				complete = false
 			}
 		}
-		if !ran || !complete {
+		if !ran || !complete || len(files) == 0 {
 			continue
 		}
 		v := a.verification(test)
 		if a.manifested[ip.Name] == v.Status {
 			continue
 		}
-		img := exports[0].step.Image
+		img := files[0].Image
 		m := export.Manifest{Image: img.Name, ToolVersion: a.e.ToolVersion, BuildTime: a.e.now(),
-			StepKeys: map[string]string{}, Source: manifestSource(a, img.Name), Verification: v}
+			StepKeys: map[string]string{}, Source: a.manifestSource(img), Verification: v}
 		for _, s := range a.p.graph.ImageSteps(img.Name) {
-			m.StepKeys[s.ID] = s.Key.String()
+			m.StepKeys[s.Addr.ID()] = s.Key.String()
 		}
 		sums := map[string][]export.SumEntry{}
-		for _, sp := range exports {
-			o := sp.step.Output
-			dest := outputPath(a.cfg, o)
+		for _, s := range files {
+			fk := s.Kind.(step.FileKind)
 			var entry export.ManifestOutput
-			if r := a.results[sp.step]; r != nil && r.export != nil {
-				entry = r.export.ManifestOutput(o.Name, o.Path)
-			} else if rec := recordedOutput(a.p.record, sp.step); rec != nil {
-				entry = export.ManifestOutput{Name: o.Name, Path: o.Path, Format: o.Format, Compression: o.Compression,
-					Level: o.Level, Size: rec.Size, SHA256: rec.SHA256}
+			if r := a.results[s]; r != nil && r.output != nil {
+				entry = fk.ManifestEntry(s, r.output, r.data)
+			} else {
+				entry = fk.ManifestEntry(s, recordedOutput(a.p.record, s), nil)
 			}
 			m.Outputs = append(m.Outputs, entry)
+			dest := outputPath(a.cfg, fk.OutputFile(s))
 			dir := filepath.Dir(dest)
 			sums[dir] = append(sums[dir], export.SumEntry{Name: filepath.Base(dest), SHA256: entry.SHA256, Unverified: !v.Verified()})
 		}
@@ -68,7 +69,7 @@ func (a *applier) writeManifests() error {
 				return fmt.Errorf("image %q: %w", img.Name, err)
 			}
 		}
-		path := filepath.Join(filepath.Dir(outputPath(a.cfg, exports[0].step.Output)), img.Name+".manifest.json")
+		path := filepath.Join(filepath.Dir(outputPath(a.cfg, files[0].Kind.(step.FileKind).OutputFile(files[0]))), img.Name+".manifest.json")
 		if err := export.WriteManifest(path, m); err != nil {
 			return fmt.Errorf("image %q: %w", img.Name, err)
 		}
@@ -82,16 +83,18 @@ func (a *applier) writeManifests() error {
 
 // verification says what the image's test step (nil when the image has none) found, as far as this apply
 // knows now. Call with a.mu held.
-func (a *applier) verification(test *Step) *export.Verification {
+func (a *applier) verification(test *step.Step) *export.Verification {
 	if test == nil {
 		return &export.Verification{Status: export.VerificationDisabled}
 	}
 	v := &export.Verification{Status: export.VerificationNotRun, TestKey: test.Key.String()}
 	r := a.results[test]
-	report := (*TestReport)(nil)
+	var report *step.TestReport
+	if r != nil {
+		report, _ = r.data.(*step.TestReport)
+	}
 	switch {
-	case r != nil && r.test != nil:
-		report = r.test
+	case report != nil:
 		v.Status = export.VerificationPassed
 		if len(report.Failed()) > 0 {
 			v.Status = export.VerificationFailed
@@ -114,23 +117,22 @@ func (a *applier) verification(test *Step) *export.Verification {
 
 // cachedReport reads the report of a test the plan found cached, once per apply (every checkpoint writes the
 // manifests again); nil when it cannot be read. Call with a.mu held.
-func (a *applier) cachedReport(test *Step) *TestReport {
+func (a *applier) cachedReport(test *step.Step) *step.TestReport {
 	if r, ok := a.reports[test]; ok {
 		return r
 	}
-	var report *TestReport
+	var report *step.TestReport
 	if obj, ok, err := a.e.Store.Lookup(test.Key); err == nil && ok {
-		report, _ = readTestReport(obj)
+		report, _ = test.Kind.(step.Verifier).CachedReport(obj)
 	}
 	if a.reports == nil {
-		a.reports = map[*Step]*TestReport{}
+		a.reports = map[*step.Step]*step.TestReport{}
 	}
 	a.reports[test] = report
 	return report
 }
 
-func manifestSource(a *applier, image string) export.ManifestSource {
-	img := a.cfg.Image(image)
-	return export.ManifestSource{URL: a.cfg.Redact(img.Source.URL), Path: img.Source.Path, Image: img.Source.Image,
-		Checksum: a.p.kc.checksums[image]}
+func (a *applier) manifestSource(img *config.Image) export.ManifestSource {
+	sum, _ := a.p.kc.Shared.SourceChecksum(img.Name)
+	return export.ManifestSource{URL: a.cfg.Redact(img.Source.URL), Path: img.Source.Path, Image: img.Source.Image, Checksum: sum}
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 // PlanFormatVersion is the format_version of the JSON plan (docs/plan-json.md). It changes when a field
@@ -47,19 +47,22 @@ type ImagePlan struct {
 	Steps []*StepPlan `json:"steps"`
 }
 
-// StepPlan is one step of the plan.
+// StepPlan is one step of the plan: plain data, as the CLI and -json show it. The address's fields are
+// image, kind and name.
 type StepPlan struct {
+	step.Address
+	// ID is Address.ID(), the step's name in records and manifests.
 	ID      string   `json:"id"`
-	Kind    Kind     `json:"kind"`
-	Name    string   `json:"name,omitempty"`
 	Label   string   `json:"label"`
 	Key     string   `json:"key"`
 	Action  Action   `json:"action"`
 	Reasons []string `json:"reasons,omitempty"`
-	// Output is the file an export writes, relative to the configuration folder as written in it.
+	// Output is the file the step writes outside the store (an export), relative to the configuration
+	// folder as written in it.
 	Output string `json:"output,omitempty"`
-
-	step *Step
+	// Verifies is set for the step that proves the image works (its test): a plan shows its reasons even
+	// when it is cached, and -skip-tests leaves it out.
+	Verifies bool `json:"verifies,omitempty"`
 }
 
 // HasChanges tells whether apply would run anything.
@@ -82,14 +85,16 @@ type planned struct {
 	plan    *Plan
 	graph   *Graph
 	record  *state.Record
-	present map[*Step]bool
-	run     map[*Step]bool
-	kc      *keyContext
+	present map[*step.Step]bool
+	run     map[*step.Step]bool
+	skipped map[*step.Step]bool // left out by -skip-tests
+	rows    map[*step.Step]*StepPlan
+	kc      *step.KeyContext
 }
 
 // makePlan computes every key, looks each up and decides what runs. It downloads nothing but sums files.
 func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, error) {
-	g, err := BuildGraph(cfg)
+	g, err := BuildGraph(cfg, e.Kinds)
 	if err != nil {
 		return nil, err
 	}
@@ -98,33 +103,47 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, er
 		return nil, err
 	}
 	for _, s := range g.Steps {
-		if err := kc.computeKey(ctx, s); err != nil {
+		b := step.NewKeyBuilder(kc, s)
+		if err := s.Kind.Key(ctx, kc, s, b); err != nil {
 			return nil, err
 		}
+		s.Key, s.Inputs = b.Sum()
 	}
-	if err := kc.files.Save(); err != nil {
+	if err := kc.Files.Save(); err != nil {
 		e.hooks().Message(LevelWarn, fmt.Sprintf("could not save the file hash cache: %v", err))
 	}
 	rec, err := e.Store.LoadRecord(recordID(cfg))
 	if err != nil {
 		return nil, err
 	}
-	p := &planned{graph: g, record: rec, present: map[*Step]bool{}, run: map[*Step]bool{}, kc: kc}
+	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, run: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, kc: kc}
 	for _, s := range g.Steps {
 		ok, err := e.present(cfg, s, rec)
 		if err != nil {
 			return nil, err
 		}
 		p.present[s] = ok
+		if _, verifies := s.Kind.(step.Verifier); verifies && e.SkipTests {
+			p.skipped[s] = true
+		}
 	}
-	// Walk backwards from what the user asked for (the outputs, and the result of an image that has none)
-	// and mark what must run to produce it; a missing step that nothing needs is skipped.
-	needed := map[*Step]bool{}
+	// Walk backwards from what the user asked for (the steps of each image that no other step of it builds
+	// on: the outputs, the test, or the last layer of an image without either) and mark what must run to
+	// produce it; a missing step that nothing needs is skipped.
+	needed := map[*step.Step]bool{}
+	inner := map[*step.Step]bool{}
 	for _, s := range g.Steps {
-		switch {
-		case s.Kind == KindExport, s.Kind == KindCleanup && len(s.Image.Outputs) == 0:
-			needed[s] = true
-		case s.Kind == KindTest && !e.SkipTests:
+		if p.skipped[s] {
+			continue
+		}
+		for _, d := range s.Deps() {
+			if d.Image == s.Image {
+				inner[d] = true
+			}
+		}
+	}
+	for _, s := range g.Steps {
+		if !inner[s] && !p.skipped[s] {
 			needed[s] = true
 		}
 	}
@@ -144,8 +163,9 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, er
 
 // present tells whether a step's result exists: an object in the store, or for an export the output file
 // that the last apply wrote for this key, unchanged (same size and modification time).
-func (e *Engine) present(cfg *config.Config, s *Step, rec *state.Record) (bool, error) {
-	if s.Kind != KindExport {
+func (e *Engine) present(cfg *config.Config, s *step.Step, rec *state.Record) (bool, error) {
+	fk, ok := s.Kind.(step.FileKind)
+	if !ok {
 		_, ok, err := e.Store.Lookup(s.Key)
 		return ok, err
 	}
@@ -153,31 +173,44 @@ func (e *Engine) present(cfg *config.Config, s *Step, rec *state.Record) (bool, 
 	if out == nil || out.Key != s.Key {
 		return false, nil
 	}
-	fi, err := os.Stat(outputPath(cfg, s.Output))
+	fi, err := os.Stat(outputPath(cfg, fk.OutputFile(s)))
 	if err != nil {
 		return false, nil
 	}
 	return fi.Size() == out.Size && fi.ModTime().Equal(out.ModTime), nil
 }
 
-func recordedOutput(rec *state.Record, s *Step) *state.OutputRecord {
-	sr := rec.Image(s.Image.Name).Step(s.ID)
+// recordedOutput is the file the last apply wrote for a FileKind step at its current path, or nil.
+func recordedOutput(rec *state.Record, s *step.Step) *state.OutputRecord {
+	fk, ok := s.Kind.(step.FileKind)
+	if !ok {
+		return nil
+	}
+	sr := rec.Image(s.Image.Name).Step(s.Addr.ID())
 	if sr == nil {
 		return nil
 	}
 	for i := range sr.Outputs {
-		if sr.Outputs[i].Path == s.Output.Path {
+		if sr.Outputs[i].Path == fk.OutputFile(s) {
 			return &sr.Outputs[i]
 		}
 	}
 	return nil
 }
 
-func outputPath(cfg *config.Config, o *config.Output) string {
-	if filepath.IsAbs(o.Path) {
-		return o.Path
+// outputFile is the configured path of a FileKind step's file, "" for other steps.
+func outputFile(s *step.Step) string {
+	if fk, ok := s.Kind.(step.FileKind); ok {
+		return fk.OutputFile(s)
 	}
-	return filepath.Join(cfg.Dir, o.Path)
+	return ""
+}
+
+func outputPath(cfg *config.Config, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(cfg.Dir, p)
 }
 
 // recordID names the record of a configuration folder: its absolute path (records are local to a machine).
@@ -192,6 +225,7 @@ func recordID(cfg *config.Config) string {
 func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 	plan := &Plan{FormatVersion: PlanFormatVersion, Config: cfg.Dir, SkipTests: e.SkipTests}
 	byImage := map[string]*ImagePlan{}
+	p.rows = map[*step.Step]*StepPlan{}
 	for _, s := range p.graph.Steps {
 		ip := byImage[s.Image.Name]
 		if ip == nil {
@@ -199,10 +233,9 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 			byImage[s.Image.Name] = ip
 			plan.Images = append(plan.Images, ip)
 		}
-		sp := &StepPlan{ID: s.ID, Kind: s.Kind, Name: s.Name, Label: s.Label(), Key: s.Key.String(), step: s}
-		if s.Output != nil {
-			sp.Output = s.Output.Path
-		}
+		_, verifies := s.Kind.(step.Verifier)
+		sp := &StepPlan{Address: s.Addr, ID: s.Addr.ID(), Label: s.Label(), Key: s.Key.String(), Output: outputFile(s), Verifies: verifies}
+		p.rows[s] = sp
 		switch {
 		case p.run[s]:
 			sp.Action = ActionRun
@@ -211,7 +244,7 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 		case p.present[s]:
 			sp.Action = ActionCached
 			plan.Cached++
-		case s.Kind == KindTest && e.SkipTests:
+		case p.skipped[s]:
 			sp.Action = ActionSkip
 			sp.Reasons = []string{"-skip-tests: the outputs of this image will be marked unverified"}
 			plan.Skipped++
@@ -226,20 +259,21 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 }
 
 // reasons explains why a step runs: what is missing, and which inputs differ from the last apply.
-func (p *planned) reasons(cfg *config.Config, s *Step) []string {
-	sr := p.record.Image(s.Image.Name).Step(s.ID)
-	if s.Kind == KindExport {
+func (p *planned) reasons(cfg *config.Config, s *step.Step) []string {
+	sr := p.record.Image(s.Image.Name).Step(s.Addr.ID())
+	file := outputFile(s)
+	if file != "" {
 		if out := recordedOutput(p.record, s); out != nil && out.Key == s.Key {
-			if _, err := os.Stat(outputPath(cfg, s.Output)); err != nil {
-				return []string{fmt.Sprintf("output %s was removed", s.Output.Path)}
+			if _, err := os.Stat(outputPath(cfg, file)); err != nil {
+				return []string{fmt.Sprintf("output %s was removed", file)}
 			}
-			return []string{fmt.Sprintf("output %s was modified since the last apply", s.Output.Path)}
+			return []string{fmt.Sprintf("output %s was modified since the last apply", file)}
 		}
 	}
 	var out []string
-	if s.Kind == KindExport {
-		out = append(out, fmt.Sprintf("output %s has not been written for key %s", s.Output.Path, s.Key.Short()))
-		if sr != nil && len(sr.Outputs) > 0 && sr.Outputs[0].Path != s.Output.Path {
+	if file != "" {
+		out = append(out, fmt.Sprintf("output %s has not been written for key %s", file, s.Key.Short()))
+		if sr != nil && len(sr.Outputs) > 0 && sr.Outputs[0].Path != file {
 			out = append(out, fmt.Sprintf("the output path changed from %s", sr.Outputs[0].Path))
 		}
 	} else if sr != nil && sr.Key == s.Key {
@@ -259,15 +293,21 @@ func (p *planned) reasons(cfg *config.Config, s *Step) []string {
 	return out
 }
 
-// explain turns a changed input into words.
-func (p *planned) explain(s *Step, c state.InputChange) string {
-	name := c.Name
-	switch {
-	case strings.HasPrefix(name, "step "):
-		dep := p.graph.Step(strings.TrimPrefix(name, "step "))
-		if dep == nil {
-			return fmt.Sprintf("it now builds on %s", strings.TrimPrefix(name, "step "))
+// explain turns a changed input into words: the engine words what it knows (the steps a step builds on,
+// files, variables, the kind's version), the kind the rest.
+func (p *planned) explain(s *step.Step, c state.InputChange) string {
+	var in *step.Input
+	for i := range s.Inputs {
+		if s.Inputs[i].Name == c.Name {
+			in = &s.Inputs[i]
 		}
+	}
+	if in == nil {
+		return c.String() // gone from the key
+	}
+	switch in.Type {
+	case step.InputStep:
+		dep := p.graph.Step(in.Step.ID())
 		what := dep.Label()
 		if dep.Image != s.Image {
 			what = fmt.Sprintf("image %q", dep.Image.Name)
@@ -276,25 +316,23 @@ func (p *planned) explain(s *Step, c state.InputChange) string {
 			return fmt.Sprintf("it builds on %s, which will run", what)
 		}
 		return fmt.Sprintf("it builds on %s, which changed", what)
-	case strings.HasPrefix(name, "variable "), strings.HasPrefix(name, "script "), strings.HasPrefix(name, "file "):
+	case step.InputVariable, step.InputFile:
 		return c.String()
-	case name == "kind":
+	case step.InputKind:
 		return "imgform's implementation of this step changed"
-	case name == "source checksum":
-		return "the source image changed (new checksum)"
-	case strings.HasPrefix(name, "source "):
-		return fmt.Sprintf("the %s changed", name)
-	case name == "user-data":
-		return "the rendered user-data changed (userdata or network blocks)"
-	case name == "smoke_test":
-		return "the built-in checks changed (smoke_test block, cleanup or network blocks, or imgform's checks)"
-	case strings.HasPrefix(name, "test "):
-		return fmt.Sprintf("the %s block changed", name)
 	}
-	return fmt.Sprintf("its %s configuration changed", name)
+	if ex, ok := s.Kind.(step.Explainer); ok {
+		if text := ex.Explain(*in); text != "" {
+			return text
+		}
+	}
+	if in.Type == step.InputScript {
+		return fmt.Sprintf("imgform's %s changed", in.Name)
+	}
+	return fmt.Sprintf("its %s configuration changed", in.Name)
 }
 
-func inputDigests(in []Input) map[string]string {
+func inputDigests(in []step.Input) map[string]string {
 	m := make(map[string]string, len(in))
 	for _, i := range in {
 		m[i.Name] = i.Digest

@@ -5,6 +5,7 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 )
 
 // checkpoint saves what has finished so far, after each step that ran: the record (an export counts as
@@ -29,17 +30,17 @@ func (e *Engine) saveRecord(cfg *config.Config, p *planned, a *applier) error {
 			ir = &state.ImageRecord{}
 			rec.Images[s.Image.Name] = ir
 		}
-		sr := state.StepRecord{Name: s.ID, Kind: string(s.Kind), Key: s.Key, Inputs: inputDigests(s.Inputs)}
+		sr := state.StepRecord{Name: s.Addr.ID(), Kind: s.Addr.Kind, Key: s.Key, Inputs: inputDigests(s.Inputs)}
 		r := a.results[s]
 		ok := p.present[s] || (r != nil && (r.status == StatusDone || r.status == StatusCached))
 		if !ok {
-			old := p.record.Image(s.Image.Name).Step(s.ID)
+			old := p.record.Image(s.Image.Name).Step(s.Addr.ID())
 			if old == nil {
 				continue
 			}
 			sr = *old
 		}
-		if s.Kind == KindExport {
+		if _, file := s.Kind.(step.FileKind); file {
 			switch {
 			case r != nil && r.output != nil:
 				sr.Outputs = []state.OutputRecord{*r.output}
@@ -58,7 +59,7 @@ func (a *applier) outputs() []OutputResult {
 	defer a.mu.Unlock()
 	var out []OutputResult
 	for _, s := range a.p.graph.Steps {
-		if s.Kind != KindExport {
+		if _, file := s.Kind.(step.FileKind); !file {
 			continue
 		}
 		var o *state.OutputRecord
@@ -71,8 +72,8 @@ func (a *applier) outputs() []OutputResult {
 		if o == nil {
 			continue
 		}
-		out = append(out, OutputResult{Image: s.Image.Name, Name: s.Name, Path: o.Path, SHA256: o.SHA256, Size: o.Size,
-			Written: written, Verification: a.verification(a.p.graph.Test(s.Image.Name)).Status})
+		out = append(out, OutputResult{Image: s.Image.Name, Name: s.Addr.Name, Path: o.Path, SHA256: o.SHA256, Size: o.Size,
+			Written: written, Verification: a.verification(a.p.graph.Verifier(s.Image.Name)).Status})
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"gitlab.com/imgform/imgform/internal/step"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -53,7 +55,7 @@ func TestFailingTestMarksOutputsUnverified(t *testing.T) {
 	}
 	m := te.manifest()
 	if m.Verification.Status != export.VerificationFailed || len(m.Verification.Checks) != 2 ||
-		m.Verification.Checks[1].Status != CheckFailed || m.Verification.Checks[1].Detail != "it fails here" {
+		m.Verification.Checks[1].Status != step.CheckFailed || m.Verification.Checks[1].Detail != "it fails here" {
 		t.Errorf("manifest verification %+v", m.Verification)
 	}
 

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"gitlab.com/imgform/imgform/internal/step"
+
 	"context"
 	"sync"
 )
@@ -10,7 +12,7 @@ import (
 // the manner of terraform's dag walk: one goroutine per unit waiting on its inputs.
 type unit struct {
 	name  string
-	steps []*StepPlan
+	steps []*step.Step
 	deps  []*unit
 	run   func(ctx context.Context) error
 

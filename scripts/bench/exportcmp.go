@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/steps/export"
 )
@@ -67,7 +67,7 @@ func finalLayer(cacheDir, key string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("no object for key %s in %s", k.Short(), cacheDir)
 	}
-	return obj.Path(engine.LayerFile), nil
+	return obj.Path(step.LayerFile), nil
 }
 
 // compareExport flattens layer (and its backing chain) into one raw file and compresses that same file

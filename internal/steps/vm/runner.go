@@ -1,6 +1,8 @@
-// Package vm runs the disk steps of an image in one QEMU session: it boots the base disk with the seed,
-// logs in over SSH with the build key, waits for cloud-init, runs each provisioner and the cleanup, and cuts
-// a qcow2 layer after each step while the VM keeps running, so a full build boots once.
+// Package vm runs VMs for the step kinds: the guest session of an image (it boots the base disk with the
+// seed, logs in over SSH with the build key, waits for cloud-init, runs each guest step and cuts a qcow2
+// layer after each one while the VM keeps running, so a full build boots once) and a new instance of an
+// image for its test. It implements step.Machines with QEMU (internal/steps/qemu) and SSH
+// (internal/steps/ssh); which guest steps exist is the kinds' business.
 package vm
 
 import (
@@ -9,87 +11,25 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
-	"gitlab.com/imgform/imgform/internal/engine"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/seed"
-	"gitlab.com/imgform/imgform/internal/steps/ssh"
 )
 
-// Runner implements engine.GuestRunner with QEMU and SSH.
+// Runner implements step.Machines with QEMU and SSH.
 type Runner struct {
 	// Resolve picks the accelerator; nil means qemu.ResolveAccelerator (which honours IMGFORM_ACCELERATOR).
 	Resolve func(ctx context.Context, want string) (accel, warning string, err error)
+
+	// boot starts the session's machine; nil means bootQEMU. Tests put a fake here.
+	boot bootFunc
 }
 
-var _ engine.GuestRunner = (*Runner)(nil)
-
-// layer is the layer of one step, written straight into its store folder.
-type layer struct {
-	step *engine.StepPlan
-	w    *state.Writer
-	path string
-}
-
-// session is one run of the VM.
-type session struct {
-	job      *engine.GuestJob
-	vm       *qemu.VM
-	client   *ssh.Client
-	hostKeys []byte
-	// machineID is the guest's /etc/machine-id in this session, recorded with each layer so that the test
-	// step can check that a new instance does not have it.
-	machineID string
-	size      int64  // the disk's virtual size, the same in every layer
-	active    *layer // the layer the VM writes to now; committed when its step is over
-}
-
-// Run boots the VM, runs the steps, and commits each step's layer as soon as the step is over (the VM runs
-// on in a new layer), so a failure or a crash later keeps every finished step. The last layer is committed
-// once QEMU has exited.
-func (r *Runner) Run(ctx context.Context, job *engine.GuestJob) (err error) {
-	s := &session{job: job}
-	defer func() {
-		if s.vm != nil {
-			s.vm.Kill()
-			<-s.vm.Exited()
-		}
-		if s.client != nil {
-			_ = s.client.Close()
-		}
-		if s.active != nil {
-			// The step that was running did not finish: its layer is not a result.
-			err = errors.Join(err, s.active.w.Abort())
-		}
-	}()
-	// The first step starts with the boot: for a user, booting is part of it.
-	job.Started(job.Steps[0])
-	if err := s.start(ctx, r.resolve); err != nil {
-		return fmt.Errorf("%s: %w", job.Steps[0].Label, err)
-	}
-	for i, sp := range job.Steps {
-		if i > 0 {
-			job.Started(sp)
-		}
-		if err := s.runStep(ctx, sp); err != nil {
-			return fmt.Errorf("%s: %w", sp.Label, err)
-		}
-		if i == len(job.Steps)-1 {
-			return s.finish(ctx, sp) // the last step's time includes the shutdown its cleanup starts
-		}
-		if job.Done != nil {
-			job.Done(sp)
-		}
-		if err := s.cut(ctx, job.Steps[i+1]); err != nil {
-			return fmt.Errorf("%s: %w", sp.Label, err)
-		}
-	}
-	return nil
-}
+var _ step.Machines = (*Runner)(nil)
 
 func (r *Runner) resolve(ctx context.Context, want string) (string, string, error) {
 	if r.Resolve != nil {
@@ -120,14 +60,123 @@ func startVM(ctx context.Context, resolve resolveFunc, message func(string), m c
 	return qemu.Start(ctx, opts)
 }
 
-// start creates the first layer over the base, boots QEMU on it and logs in.
-func (s *session) start(ctx context.Context, resolve resolveFunc) error {
+// machine is the running guest of a session as the session drives it: QEMU with an SSH login (qemuMachine),
+// or a fake in the tests.
+type machine interface {
+	step.Shell
+	// Snapshot switches the VM's disk to the overlay at path, which backs onto the current one.
+	Snapshot(ctx context.Context, path string) error
+	// Stop ends the VM with the guest's data on disk: it waits up to timeout for the guest to power off when
+	// its last step does so (poweredOff), and shuts it down otherwise.
+	Stop(ctx context.Context, timeout time.Duration, powersOff bool) error
+	// Kill stops QEMU at once and waits for it; safe after Stop.
+	Kill()
+	// HostKeys are the SSH host keys the session pinned (ssh.MarshalHostKeys); MachineID the guest's
+	// /etc/machine-id ("" when unknown).
+	HostKeys() []byte
+	MachineID() string
+}
+
+// bootSpec is what starting a session's machine needs.
+type bootSpec struct {
+	Job  *step.SessionJob
+	Disk string // the first layer, over the base
+	// FirstBoot: pin the host keys cloud-init prints on the console; otherwise pin HostKeys.
+	FirstBoot bool
+	BuildKey  []byte
+	HostKeys  []byte
+}
+
+type bootFunc func(ctx context.Context, spec bootSpec) (machine, error)
+
+// layer is the layer of one step, written straight into its store folder.
+type layer struct {
+	step *step.Step
+	w    *state.Writer
+	path string
+}
+
+// session is one run of the VM.
+type session struct {
+	job      *step.SessionJob
+	m        machine
+	buildKey []byte
+	size     int64  // the disk's virtual size, the same in every layer
+	active   *layer // the layer the VM writes to now; committed when its step is over
+}
+
+// RunSession boots the VM, runs the steps, and commits each step's layer as soon as the step is over (the
+// VM runs on in a new layer), so a failure or a crash later keeps every finished step. The last layer is
+// committed once QEMU has exited.
+func (r *Runner) RunSession(ctx context.Context, job *step.SessionJob) (err error) {
+	s := &session{job: job}
+	defer func() {
+		if s.m != nil {
+			s.m.Kill()
+		}
+		if s.active != nil {
+			// The step that was running did not finish: its layer is not a result.
+			err = errors.Join(err, s.active.w.Abort())
+		}
+	}()
+	boot := r.boot
+	if boot == nil {
+		boot = r.bootQEMU
+	}
+	// The first step starts with the boot: for a user, booting is part of it.
+	job.Started(job.Steps[0])
+	if err := s.start(ctx, boot); err != nil {
+		return fmt.Errorf("%s: %w", job.Steps[0].Label(), err)
+	}
+	for i, st := range job.Steps {
+		if i > 0 {
+			job.Started(st)
+		}
+		if err := s.run(ctx, st); err != nil {
+			return fmt.Errorf("%s: %w", st.Label(), err)
+		}
+		if i == len(job.Steps)-1 {
+			if err := s.finish(ctx, st); err != nil {
+				return fmt.Errorf("%s: %w", st.Label(), err)
+			}
+			return nil
+		}
+		job.Done(st)
+		if err := s.cut(ctx, job.Steps[i+1]); err != nil {
+			return fmt.Errorf("%s: %w", st.Label(), err)
+		}
+	}
+	return nil
+}
+
+// start reads the build key and host keys, creates the first layer over the base and boots on it.
+func (s *session) start(ctx context.Context, boot bootFunc) error {
 	job := s.job
-	m := job.Image.Machine
 	first := job.Steps[0]
+	b, firstBoot := first.Kind.(step.Booter)
+	firstBoot = firstBoot && b.StartsChain()
+	spec := bootSpec{Job: job, FirstBoot: firstBoot}
+	// A new chain logs in with the seed's key; a resumed one with the key its layers were built with.
+	keyFrom := job.BaseObject
+	if firstBoot {
+		keyFrom = seedObject(job.Uses)
+		if keyFrom == nil {
+			return errors.New("no seed among the results the first boot uses")
+		}
+	}
+	var err error
+	if s.buildKey, err = os.ReadFile(keyFrom.Path(step.BuildKeyFile)); err != nil {
+		return fmt.Errorf("the build key of image %q: %w", job.Image.Name, err)
+	}
+	spec.BuildKey = s.buildKey
+	if !firstBoot {
+		if spec.HostKeys, err = os.ReadFile(job.BaseObject.Path(step.HostKeysFile)); err != nil {
+			return fmt.Errorf("the cached layer %s has no recorded host keys to pin (%w); remove it with imgform cache verify -remove or gc and apply again", first.Parent.Addr.ID(), err)
+		}
+	}
 	size := int64(0)
-	if first.Kind == engine.KindBoot {
-		size = int64(m.DiskSize)
+	if firstBoot {
+		size = int64(job.Image.Machine.DiskSize)
 	}
 	l, err := s.begin(first)
 	if err != nil {
@@ -146,113 +195,121 @@ func (s *session) start(ctx context.Context, resolve resolveFunc) error {
 		return err
 	}
 	s.size = info.VirtualSize
-	if s.vm, err = startVM(ctx, resolve, job.Message, m, l.path, job.Seed, job.WorkDir, ""); err != nil {
-		return err
-	}
-	return s.login(ctx, first.Kind == engine.KindBoot)
+	spec.Disk = l.path
+	s.m, err = boot(ctx, spec)
+	return err
 }
 
-// login waits for SSH with the build key, pinning the host key: on a first boot to what cloud-init prints
-// on the console, on a resumed build to the keys recorded with the cached layer.
-func (s *session) login(ctx context.Context, firstBoot bool) error {
-	job := s.job
-	key, err := ssh.ParseKey(job.BuildKey)
-	if err != nil {
-		return fmt.Errorf("build key: %w", err)
-	}
-	var hk *ssh.HostKeys
-	if firstBoot {
-		hk = ssh.PinConsole(s.vm.SerialLog())
-	} else {
-		keys, err := ssh.ParseHostKeys(job.HostKeys)
-		if err != nil {
-			return fmt.Errorf("recorded host keys: %w", err)
+// seedObject is the object among uses that holds the seed ISO.
+func seedObject(uses []*state.Object) *state.Object {
+	for _, o := range uses {
+		for _, f := range o.Files {
+			if f.Name == step.SeedFile {
+				return o
+			}
 		}
-		hk = ssh.PinKeys(keys...)
-	}
-	bctx, cancel := context.WithTimeout(ctx, job.Image.Machine.BootTimeout)
-	defer cancel()
-	s.client, err = ssh.Dial(bctx, s.vm.SSHAddr(), job.BuildUser, key, hk.Callback(), ssh.WithHostKeys(hk),
-		ssh.WithConsoleTail(func() string { return s.vm.Tail(30) }))
-	if err != nil {
-		return timeoutHint(err, bctx, "boot_timeout", job.Image.Machine.BootTimeout)
-	}
-	// cloud-init runs on every boot (per-boot modules); wait for it also when resuming.
-	if _, err := ssh.WaitCloudInit(bctx, s.client); err != nil {
-		return timeoutHint(err, bctx, "boot_timeout", job.Image.Machine.BootTimeout)
-	}
-	accepted := hk.Accepted()
-	if len(accepted) == 0 {
-		return errors.New("no host key was pinned for the guest")
-	}
-	s.hostKeys = ssh.MarshalHostKeys(accepted)
-	if id, code, err := s.client.Output(ctx, "cat /etc/machine-id", ssh.RunOptions{Idempotent: true}); err == nil && code == 0 {
-		s.machineID = strings.TrimSpace(string(id))
 	}
 	return nil
 }
 
-func timeoutHint(err error, ctx context.Context, attr string, d time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w (machine.%s is %s; raise it for slow hosts, e.g. software emulation)", err, attr, d)
+// run does the work of one step in the running guest.
+func (s *session) run(ctx context.Context, st *step.Step) error {
+	gk, ok := st.Kind.(step.GuestKind)
+	if !ok {
+		return fmt.Errorf("step kind %q does not run in the guest", st.Addr.Kind)
 	}
-	return err
+	return gk.RunGuest(ctx, &step.GuestEnv{
+		Shell: s.m, ConfigDir: s.job.ConfigDir, BuildUser: step.BuildUserName,
+		Output: func(line string) { s.job.Output(st, line) }, Redact: s.job.Redact,
+	}, st)
 }
 
-// begin opens the store folder of a step's layer.
-func (s *session) begin(sp *engine.StepPlan) (*layer, error) {
-	w, err := s.job.Begin(sp)
+// begin opens the store folder of a step's layer, with the build key the layer is made with.
+func (s *session) begin(st *step.Step) (*layer, error) {
+	w, err := s.job.Begin(st)
 	if err != nil {
 		return nil, err
 	}
-	path, err := w.Path(engine.LayerFile)
+	if err := w.WriteFile(step.BuildKeyFile, s.buildKey, 0o600); err != nil {
+		return nil, errors.Join(err, w.Abort())
+	}
+	path, err := w.Path(step.LayerFile)
 	if err != nil {
 		return nil, errors.Join(err, w.Abort())
 	}
-	return &layer{step: sp, w: w, path: path}, nil
+	return &layer{step: st, w: w, path: path}, nil
 }
 
 // cut ends the active layer: the guest syncs, QEMU switches to a new overlay for the next step, and the
 // finished layer is committed to the store while the VM runs on. The new overlay names the finished layer
 // by its committed path from the start, so nothing needs rewriting later.
-func (s *session) cut(ctx context.Context, next *engine.StepPlan) error {
+func (s *session) cut(ctx context.Context, next *step.Step) error {
 	done := s.active
-	if code, err := s.client.Run(ctx, "sync", ssh.RunOptions{Sudo: true, Idempotent: true}); err != nil || code != 0 {
-		return fmt.Errorf("sync before cutting the layer: exit %d: %v", code, err)
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("sync before cutting the layer: %w", err)
 	}
 	l, err := s.begin(next)
 	if err != nil {
 		return err
 	}
-	backing, err := filepath.Rel(l.w.Dir(), done.w.FinalPath(engine.LayerFile))
+	backing, err := filepath.Rel(l.w.Dir(), done.w.FinalPath(step.LayerFile))
 	if err == nil {
 		err = qemu.CreateOverlayUnchecked(ctx, l.path, backing, "qcow2", s.size)
 	}
 	if err == nil {
-		_, err = s.vm.Snapshot(ctx, l.path)
+		err = s.m.Snapshot(ctx, l.path)
 	}
 	if err != nil {
 		return errors.Join(err, l.w.Abort())
 	}
 	s.active = l
 	// The guest writes to the new layer from here on; if committing the old one fails, the step after it
-	// must not go on (its layer would be built on nothing), and the deferred abort in Run throws it away.
+	// must not go on (its layer would be built on nothing), and the deferred abort in RunSession throws the
+	// new one away.
 	return s.commit(done)
 }
 
-// commit publishes a finished layer with the host keys to pin when a later build boots it.
+func (s *session) sync(ctx context.Context) error {
+	code, err := s.m.Run(ctx, "sync", sshRun(true))
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
+	return err
+}
+
+// finish ends the session after the last step: wait for the guest to power off (or shut it down), then
+// commit the active layer, which is final once QEMU has exited.
+func (s *session) finish(ctx context.Context, last *step.Step) error {
+	po, ok := last.Kind.(step.PowerOffer)
+	powersOff := ok && po.PowersOff()
+	if !powersOff {
+		if err := s.sync(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	if err := s.m.Stop(ctx, s.job.Image.Machine.ShutdownTimeout, powersOff); err != nil {
+		return fmt.Errorf("shutting down the VM: %w", err)
+	}
+	s.job.Done(last)
+	l := s.active
+	s.active = nil
+	return s.commit(l)
+}
+
+// commit publishes a finished layer with the host keys to pin when a later build boots it and the machine-id
+// the test step compares a new instance's with.
 func (s *session) commit(l *layer) error {
-	if len(s.hostKeys) > 0 {
-		if err := l.w.WriteFile(engine.HostKeysFile, s.hostKeys, 0o644); err != nil {
+	if hk := s.m.HostKeys(); len(hk) > 0 {
+		if err := l.w.WriteFile(step.HostKeysFile, hk, 0o644); err != nil {
 			return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())
 		}
 	}
-	if s.machineID != "" {
-		if err := l.w.WriteFile(engine.MachineIDFile, []byte(s.machineID+"\n"), 0o644); err != nil {
+	if id := s.m.MachineID(); id != "" {
+		if err := l.w.WriteFile(step.MachineIDFile, []byte(id+"\n"), 0o644); err != nil {
 			return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())
 		}
 	}
-	if _, err := s.job.Commit(l.step, l.w); err != nil {
+	if err := s.job.Commit(l.step, l.w); err != nil {
 		return fmt.Errorf("committing the layer: %w", err)
 	}
 	return nil

@@ -10,31 +10,29 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/seed"
 	"gitlab.com/imgform/imgform/internal/steps/smoke"
 	"gitlab.com/imgform/imgform/internal/steps/ssh"
 )
 
-var _ engine.Tester = (*Runner)(nil)
-
 // testInstance is one boot of an image's final disk as a new instance.
 type testInstance struct {
-	job        *engine.TestJob
+	job        *step.TestJob
 	vm         *qemu.VM
 	client     *ssh.Client
 	hk         *ssh.HostKeys
 	instanceID string
-	report     *engine.TestReport
+	report     *step.TestReport
 }
 
 // Test boots the job's disk through a throwaway overlay with a fresh seed (a new instance-id, a throwaway
 // key for a user that exists only in that seed, a new MAC address), logs in, and runs the built-in checks
 // and the image's test blocks. Every check runs even after one fails, so one apply shows everything that is
 // wrong. The VM is killed at the end: nothing of it is kept. The error names the failed checks.
-func (r *Runner) Test(ctx context.Context, job *engine.TestJob) (*engine.TestReport, error) {
-	t := &testInstance{job: job, report: &engine.TestReport{}}
+func (r *Runner) Test(ctx context.Context, job *step.TestJob) (*step.TestReport, error) {
+	t := &testInstance{job: job, report: &step.TestReport{}}
 	defer func() {
 		if t.client != nil {
 			_ = t.client.Close()
@@ -49,10 +47,10 @@ func (r *Runner) Test(ctx context.Context, job *engine.TestJob) (*engine.TestRep
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		t.record(smoke.CheckBoot, engine.CheckFailed, err.Error(), start)
+		t.record(smoke.CheckBoot, step.CheckFailed, err.Error(), start)
 		return t.report, t.failure()
 	}
-	t.record(smoke.CheckBoot, engine.CheckPassed, "", start)
+	t.record(smoke.CheckBoot, step.CheckPassed, "", start)
 	t.runChecks(ctx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -116,7 +114,7 @@ func (t *testInstance) runChecks(ctx context.Context) {
 	for _, c := range smoke.Checks(img) {
 		start := time.Now()
 		if c.Skip != "" {
-			t.record(c.Name, engine.CheckSkipped, c.Skip, start)
+			t.record(c.Name, step.CheckSkipped, c.Skip, start)
 			continue
 		}
 		var status, detail string
@@ -127,7 +125,7 @@ func (t *testInstance) runChecks(ctx context.Context) {
 			status, detail = t.hostKeys()
 		case smoke.CheckBuildUser:
 			status, detail = t.script(ctx, c.Script, env, true, 0)
-			if status == engine.CheckPassed {
+			if status == step.CheckPassed {
 				status, detail = t.buildKeyRefused(ctx, buildKey, err)
 			}
 		default:
@@ -145,7 +143,7 @@ func (t *testInstance) runChecks(ctx context.Context) {
 // cloudInit waits for cloud-init (its status must be done, not error) and runs the check script.
 func (t *testInstance) cloudInit(ctx context.Context, script string, env map[string]string) (string, string) {
 	if _, err := ssh.WaitCloudInit(ctx, t.client); err != nil {
-		return engine.CheckFailed, err.Error()
+		return step.CheckFailed, err.Error()
 	}
 	return t.script(ctx, script, env, true, 0)
 }
@@ -153,35 +151,35 @@ func (t *testInstance) cloudInit(ctx context.Context, script string, env map[str
 // hostKeys compares the host keys the instance showed with the build's.
 func (t *testInstance) hostKeys() (string, string) {
 	if len(t.job.BuildHostKeys) == 0 {
-		return engine.CheckSkipped, "the final layer has no record of the build's host keys"
+		return step.CheckSkipped, "the final layer has no record of the build's host keys"
 	}
 	build, err := ssh.ParseHostKeys(t.job.BuildHostKeys)
 	if err != nil {
-		return engine.CheckFailed, fmt.Sprintf("the build's recorded host keys: %v", err)
+		return step.CheckFailed, fmt.Sprintf("the build's recorded host keys: %v", err)
 	}
 	for _, k := range t.hk.Accepted() {
 		for _, b := range build {
 			if string(k.Marshal()) == string(b.Marshal()) {
-				return engine.CheckFailed, fmt.Sprintf("the instance has the build's SSH host key %s: every instance of the image would share it", gossh.FingerprintSHA256(k))
+				return step.CheckFailed, fmt.Sprintf("the instance has the build's SSH host key %s: every instance of the image would share it", gossh.FingerprintSHA256(k))
 			}
 		}
 	}
-	return engine.CheckPassed, ""
+	return step.CheckPassed, ""
 }
 
 // buildKeyRefused tries the build key once: sshd must refuse it.
 func (t *testInstance) buildKeyRefused(ctx context.Context, key *ssh.Key, parseErr error) (string, string) {
 	if parseErr != nil {
-		return engine.CheckFailed, fmt.Sprintf("the build key cannot be read to try it: %v", parseErr)
+		return step.CheckFailed, fmt.Sprintf("the build key cannot be read to try it: %v", parseErr)
 	}
 	err := ssh.TryLogin(ctx, t.vm.SSHAddr(), t.job.BuildUser, key, t.hk.Callback())
 	switch {
 	case err == nil:
-		return engine.CheckFailed, fmt.Sprintf("the build key still logs in as %s", t.job.BuildUser)
+		return step.CheckFailed, fmt.Sprintf("the build key still logs in as %s", t.job.BuildUser)
 	case ssh.LoginRefused(err):
-		return engine.CheckPassed, ""
+		return step.CheckPassed, ""
 	}
-	return engine.CheckFailed, fmt.Sprintf("trying the build key did not get an answer: %v", err)
+	return step.CheckFailed, fmt.Sprintf("trying the build key did not get an answer: %v", err)
 }
 
 // script runs a check script in the guest; exit 0 passes, smoke.SkipExit skips, anything else fails.
@@ -191,32 +189,32 @@ func (t *testInstance) script(ctx context.Context, script string, env map[string
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	out := &tailWriter{emit: func(string) {}}
+	out := &step.LineTail{}
 	code, err := t.client.Run(ctx, script, ssh.RunOptions{Env: env, Sudo: sudo, Stdout: out, Stderr: out, Idempotent: true})
 	switch {
 	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return engine.CheckFailed, fmt.Sprintf("timed out after %s\n%s", timeout, out.tail())
+		return step.CheckFailed, fmt.Sprintf("timed out after %s\n%s", timeout, out.Tail())
 	case err != nil:
-		return engine.CheckFailed, fmt.Sprintf("%v\n%s", err, out.tail())
+		return step.CheckFailed, fmt.Sprintf("%v\n%s", err, out.Tail())
 	case code == smoke.SkipExit:
-		return engine.CheckSkipped, out.tail()
+		return step.CheckSkipped, out.Tail()
 	case code != 0:
-		return engine.CheckFailed, fmt.Sprintf("exit status %d\n%s", code, out.tail())
+		return step.CheckFailed, fmt.Sprintf("exit status %d\n%s", code, out.Tail())
 	}
-	return engine.CheckPassed, ""
+	return step.CheckPassed, ""
 }
 
 // userTest runs a test block: its inline commands or its script, uploaded first.
 func (t *testInstance) userTest(ctx context.Context, name string, inline []string, script string, sudo bool, timeout time.Duration) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd, err := commandFor(ctx, t.client, t.job.ConfigDir, "test", name, script, inline)
+	cmd, err := step.CommandFor(ctx, t.client, t.job.ConfigDir, "test", name, script, inline)
 	if err != nil {
-		return engine.CheckFailed, err.Error()
+		return step.CheckFailed, err.Error()
 	}
 	status, detail := t.script(ctx, cmd, nil, sudo, timeout)
-	if status == engine.CheckSkipped { // exit 77 from a user's test is a failure like any other
-		status, detail = engine.CheckFailed, fmt.Sprintf("exit status %d\n%s", smoke.SkipExit, detail)
+	if status == step.CheckSkipped { // exit 77 from a user's test is a failure like any other
+		status, detail = step.CheckFailed, fmt.Sprintf("exit status %d\n%s", smoke.SkipExit, detail)
 	}
 	return status, detail
 }
@@ -224,14 +222,14 @@ func (t *testInstance) userTest(ctx context.Context, name string, inline []strin
 // record adds a check's result to the report and shows it.
 func (t *testInstance) record(name, status, detail string, start time.Time) {
 	detail = strings.TrimSpace(t.job.Redact(detail))
-	t.report.Checks = append(t.report.Checks, engine.CheckResult{Name: name, Status: status, Detail: detail,
+	t.report.Checks = append(t.report.Checks, step.CheckResult{Name: name, Status: status, Detail: detail,
 		Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds()})
 	line := fmt.Sprintf("check %s: %s", name, status)
-	if status == engine.CheckSkipped && detail != "" {
+	if status == step.CheckSkipped && detail != "" {
 		line += " (" + firstLine(detail) + ")"
 	}
 	t.job.Output(line)
-	if status == engine.CheckFailed {
+	if status == step.CheckFailed {
 		for _, l := range strings.Split(detail, "\n") {
 			t.job.Output("  " + l)
 		}
@@ -257,11 +255,4 @@ func (t *testInstance) failure() error {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-func localPath(dir, p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(dir, p)
 }

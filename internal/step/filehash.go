@@ -1,4 +1,4 @@
-package engine
+package step
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"gitlab.com/imgform/imgform/internal/state"
 )
 
-// fileHasher hashes local files once and remembers the result by path, size, mtime and inode, in a small
+// FileHasher hashes local files once and remembers the result by path, size, mtime and inode, in a small
 // JSON file in the store, so a plan over a big local source image does not read it again.
-type fileHasher struct {
+type FileHasher struct {
 	path    string
 	mu      sync.Mutex
 	entries map[string]fileHashEntry
@@ -32,8 +32,8 @@ type fileHashEntry struct {
 	SHA256  string `json:"sha256"`
 }
 
-func openFileHasher(storeDir string) *fileHasher {
-	fh := &fileHasher{path: filepath.Join(storeDir, "filehashes.json"), entries: map[string]fileHashEntry{}}
+func OpenFileHasher(storeDir string) *FileHasher {
+	fh := &FileHasher{path: filepath.Join(storeDir, "filehashes.json"), entries: map[string]fileHashEntry{}}
 	if b, err := os.ReadFile(fh.path); err == nil {
 		// A damaged file only costs rehashing.
 		_ = json.Unmarshal(b, &fh.entries)
@@ -50,7 +50,7 @@ func statEntry(fi os.FileInfo) fileHashEntry {
 }
 
 // Hash returns the hex sha256 of a file's content.
-func (fh *fileHasher) Hash(ctx context.Context, path string) (string, error) {
+func (fh *FileHasher) Hash(ctx context.Context, path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
@@ -82,7 +82,7 @@ func (fh *fileHasher) Hash(ctx context.Context, path string) (string, error) {
 }
 
 // Save writes the remembered hashes back, atomically; a failure only costs rehashing next time.
-func (fh *fileHasher) Save() error {
+func (fh *FileHasher) Save() error {
 	fh.mu.Lock()
 	defer fh.mu.Unlock()
 	if !fh.dirty {

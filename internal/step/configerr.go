@@ -1,4 +1,4 @@
-package engine
+package step
 
 import (
 	"fmt"
@@ -17,8 +17,8 @@ type ConfigError struct {
 	Err     error
 }
 
-// configErrorf makes a ConfigError about the value at subject.
-func configErrorf(subject hcl.Range, format string, args ...any) *ConfigError {
+// ConfigErrorf makes a ConfigError about the value at subject.
+func ConfigErrorf(subject hcl.Range, format string, args ...any) *ConfigError {
 	return &ConfigError{Subject: subject, Err: fmt.Errorf(format, args...)}
 }
 

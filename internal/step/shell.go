@@ -1,0 +1,89 @@
+package step
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"gitlab.com/imgform/imgform/internal/steps/ssh"
+)
+
+// CommandFor returns the shell command of a provisioner's or test's script or inline commands ("" when it
+// has neither). A script is uploaded to /tmp/imgform-<kind>-<name> first, run by path so that its own
+// shebang decides the interpreter, and removed.
+func CommandFor(ctx context.Context, sh Shell, configDir, kind, name, script string, inline []string) (string, error) {
+	switch {
+	case script != "":
+		remote := "/tmp/imgform-" + kind + "-" + sanitize(name)
+		local := script
+		if !filepath.IsAbs(local) {
+			local = filepath.Join(configDir, local)
+		}
+		if err := sh.UploadFile(ctx, local, remote, ssh.UploadOptions{Mode: 0o700}); err != nil {
+			return "", fmt.Errorf("upload of script %s: %w", script, err)
+		}
+		return fmt.Sprintf("%s; rc=$?; rm -f %s; exit $rc", ssh.Quote(remote), ssh.Quote(remote)), nil
+	case len(inline) > 0:
+		return "set -e\n" + strings.Join(inline, "\n"), nil
+	}
+	return "", nil
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// LineTail passes output on line by line (Emit may be nil) and keeps the last lines for error messages.
+type LineTail struct {
+	Emit func(string)
+
+	mu    sync.Mutex
+	buf   []byte
+	lines []string
+}
+
+var _ io.Writer = (*LineTail)(nil)
+
+// tailLines is how many lines an error message shows.
+const tailLines = 20
+
+func (t *LineTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	for {
+		i := strings.IndexByte(string(t.buf), '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(t.buf[:i]), "\r")
+		t.buf = t.buf[i+1:]
+		if t.Emit != nil {
+			t.Emit(line)
+		}
+		t.lines = append(t.lines, line)
+		if len(t.lines) > tailLines {
+			t.lines = t.lines[len(t.lines)-tailLines:]
+		}
+	}
+	return len(p), nil
+}
+
+// Tail returns the last lines, with a last line that has no newline yet.
+func (t *LineTail) Tail() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := t.lines
+	if len(t.buf) > 0 {
+		lines = append(lines, string(t.buf))
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,130 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"gitlab.com/imgform/imgform/internal/step"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
+	"gitlab.com/imgform/imgform/internal/steps/ssh"
+)
+
+// qemuMachine is a session's machine: QEMU, logged in over SSH as the build user.
+type qemuMachine struct {
+	vm        *qemu.VM
+	client    *ssh.Client
+	hostKeys  []byte
+	machineID string
+}
+
+var _ machine = (*qemuMachine)(nil)
+
+func sshRun(sudo bool) ssh.RunOptions { return ssh.RunOptions{Sudo: sudo, Idempotent: true} }
+
+// bootQEMU starts QEMU on the first layer and logs in with the build key, pinning the host key: on a first
+// boot to what cloud-init prints on the console, on a resumed build to the keys recorded with the cached
+// layer. It waits for cloud-init, which runs on every boot (per-boot modules).
+func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
+	job := spec.Job
+	m := job.Image.Machine
+	key, err := ssh.ParseKey(spec.BuildKey)
+	if err != nil {
+		return nil, fmt.Errorf("build key: %w", err)
+	}
+	var hk *ssh.HostKeys
+	if !spec.FirstBoot {
+		keys, err := ssh.ParseHostKeys(spec.HostKeys)
+		if err != nil {
+			return nil, fmt.Errorf("recorded host keys: %w", err)
+		}
+		hk = ssh.PinKeys(keys...)
+	}
+	qm := &qemuMachine{}
+	if qm.vm, err = startVM(ctx, r.resolve, job.Message, m, spec.Disk, seedObject(job.Uses).Path(step.SeedFile), job.WorkDir, ""); err != nil {
+		return nil, err
+	}
+	if spec.FirstBoot {
+		hk = ssh.PinConsole(qm.vm.SerialLog())
+	}
+	bctx, cancel := context.WithTimeout(ctx, m.BootTimeout)
+	defer cancel()
+	qm.client, err = ssh.Dial(bctx, qm.vm.SSHAddr(), step.BuildUserName, key, hk.Callback(), ssh.WithHostKeys(hk),
+		ssh.WithConsoleTail(func() string { return qm.vm.Tail(30) }))
+	if err == nil {
+		_, err = ssh.WaitCloudInit(bctx, qm.client)
+	}
+	if err != nil {
+		qm.Kill()
+		return nil, timeoutHint(err, bctx, "boot_timeout", m.BootTimeout)
+	}
+	accepted := hk.Accepted()
+	if len(accepted) == 0 {
+		qm.Kill()
+		return nil, errors.New("no host key was pinned for the guest")
+	}
+	qm.hostKeys = ssh.MarshalHostKeys(accepted)
+	if id, code, err := qm.client.Output(ctx, "cat /etc/machine-id", ssh.RunOptions{Idempotent: true}); err == nil && code == 0 {
+		qm.machineID = strings.TrimSpace(string(id))
+	}
+	return qm, nil
+}
+
+func timeoutHint(err error, ctx context.Context, attr string, d time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w (machine.%s is %s; raise it for slow hosts, e.g. software emulation)", err, attr, d)
+	}
+	return err
+}
+
+func (q *qemuMachine) Run(ctx context.Context, cmd string, opts ssh.RunOptions) (int, error) {
+	return q.client.Run(ctx, cmd, opts)
+}
+
+func (q *qemuMachine) Upload(ctx context.Context, r io.Reader, dest string, opts ssh.UploadOptions) error {
+	return q.client.Upload(ctx, r, dest, opts)
+}
+
+func (q *qemuMachine) UploadFile(ctx context.Context, local, dest string, opts ssh.UploadOptions) error {
+	return q.client.UploadFile(ctx, local, dest, opts)
+}
+
+func (q *qemuMachine) Snapshot(ctx context.Context, path string) error {
+	_, err := q.vm.Snapshot(ctx, path)
+	return err
+}
+
+func (q *qemuMachine) Stop(ctx context.Context, timeout time.Duration, powersOff bool) error {
+	if powersOff {
+		select {
+		case <-q.vm.Exited():
+		case <-time.After(timeout):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	q.closeClient()
+	_, err := q.vm.Shutdown(ctx, timeout)
+	return err
+}
+
+func (q *qemuMachine) closeClient() {
+	if q.client != nil {
+		_ = q.client.Close()
+		q.client = nil
+	}
+}
+
+func (q *qemuMachine) Kill() {
+	if q.vm != nil {
+		q.vm.Kill()
+		<-q.vm.Exited()
+	}
+	q.closeClient()
+}
+
+func (q *qemuMachine) HostKeys() []byte  { return q.hostKeys }
+func (q *qemuMachine) MachineID() string { return q.machineID }
