@@ -9,30 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // maxRelink bounds how often tryLock follows a lock file that gc unlinked under it; in practice once.
 const maxRelink = 100
-
-// flockNB tries flock(2) without blocking. It reports false when another open file holds a conflicting
-// lock. Locks belong to the open file, not the process, so two goroutines that open the file separately
-// exclude each other as two processes do.
-func flockNB(f *os.File, how int) (bool, error) {
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EWOULDBLOCK):
-			return false, nil
-		default:
-			return false, fmt.Errorf("flock %s: %w", f.Name(), err)
-		}
-	}
-}
 
 // tryLockFile opens (creating when needed) the lock file at path and tries to lock it without blocking. It
 // returns the locked file, or nil when the lock is busy.
@@ -52,7 +33,7 @@ func tryLockFile(path string, how int) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		ok, err := flockNB(f, how)
+		ok, err := fsutil.TryFlock(f, how)
 		if err != nil || !ok {
 			return nil, errors.Join(err, f.Close())
 		}
@@ -80,7 +61,7 @@ func tryLockDir(path string, how int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok, err := flockNB(d, how)
+	ok, err := fsutil.TryFlock(d, how)
 	if err != nil || !ok {
 		return nil, errors.Join(err, d.Close())
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // GCOptions says what [Store.GC] removes besides damaged objects and leftovers of crashed writes, which it
@@ -218,7 +220,7 @@ func removeLockFile(path string) error {
 	if err != nil || f == nil {
 		return err
 	}
-	return errors.Join(removeIfExists(path), f.Close())
+	return errors.Join(fsutil.RemoveIfExists(path), f.Close())
 }
 
 // remover removes objects for gc and verify, honouring holds.
@@ -268,7 +270,7 @@ func (r *remover) remove(ctx context.Context, n *node, reason string) error {
 				return errors.Join(fmt.Errorf("remove %s: %w", m.info.Key.Short(), err), release())
 			}
 			// We hold the in-use lock, so nobody else does: its file can go with the object.
-			if err := removeIfExists(r.s.useLockPath(m.info.Key)); err != nil {
+			if err := fsutil.RemoveIfExists(r.s.useLockPath(m.info.Key)); err != nil {
 				return errors.Join(err, release())
 			}
 		}

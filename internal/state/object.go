@@ -35,7 +35,7 @@ func (o *Object) Path(name string) string { return filepath.Join(o.dir, dataName
 // Open opens the object's file name for reading through a reader that hashes what it reads and, at the
 // end, fails with an error wrapping [ErrCorrupt] instead of io.EOF when the content does not match the
 // metadata. Bytes returned before the end are not yet verified: copy them somewhere provisional (such as an
-// [AtomicFile]) and publish only when reading ended with io.EOF.
+// fsutil.AtomicFile) and publish only when reading ended with io.EOF.
 func (o *Object) Open(name string) (*VerifyingReader, error) {
 	sum, ok := o.File(name)
 	if !ok {

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"sort"
 	"time"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // RecordFormatVersion is the format_version of records this build writes; it reads this version and older.
@@ -186,7 +188,7 @@ func (s *Store) SaveRecord(id string, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("save record %s: %w", id, err)
 	}
-	if err := WriteFileAtomic(s.recordPath(id), append(b, '\n'), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(s.recordPath(id), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save record %s: %w", id, err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // layoutVersion is written to the VERSION file of a store. Bump it when the folder layout changes in a way
@@ -103,7 +105,7 @@ func ensureFile(path, content string, strict bool) error {
 	got, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return WriteFileAtomic(path, []byte(content), 0o644)
+		return fsutil.WriteFileAtomic(path, []byte(content), 0o644)
 	case err != nil:
 		return err
 	case strict && !bytes.Equal(got, []byte(content)):

@@ -2,24 +2,19 @@ package state
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
-)
 
-// hashChunk is how much is hashed between two looks at ctx.
-const hashChunk = 1 << 20
+	"gitlab.com/imgform/imgform/internal/fsutil"
+)
 
 // Verify re-hashes every file of obj and compares it with the metadata. Its error wraps [ErrCorrupt] when
 // the content differs; other errors (such as a file that cannot be read) are returned as they are. It can
 // take long for big disks, so ctx can stop it.
 func (s *Store) Verify(ctx context.Context, obj *Object) error {
 	for _, want := range obj.Files {
-		size, sum, err := hashFile(ctx, obj.Path(want.Name))
+		sum, size, err := fsutil.HashFile(ctx, obj.Path(want.Name))
 		if err != nil {
 			return fmt.Errorf("verify %s file %q: %w", obj.Key.Short(), want.Name, err)
 		}
@@ -29,33 +24,6 @@ func (s *Store) Verify(ctx context.Context, obj *Object) error {
 		}
 	}
 	return nil
-}
-
-func hashFile(ctx context.Context, path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
-	}
-	h := sha256.New()
-	var n int64
-	for {
-		if err = ctx.Err(); err != nil {
-			break
-		}
-		var m int64
-		m, err = io.CopyN(h, f, hashChunk)
-		n += m
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = nil
-			}
-			break
-		}
-	}
-	if err = errors.Join(err, f.Close()); err != nil {
-		return 0, "", err
-	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // VerifyOptions says what [Store.VerifyAll] does with bad objects.

@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // maxTempAttempts bounds how often Begin retries when gc removes its fresh temp folder under it.
@@ -210,7 +212,7 @@ func (w *Writer) Commit() (obj *Object, err error) {
 	if err := os.Chtimes(metaPath, now, now); err != nil {
 		return nil, err
 	}
-	if err := errors.Join(syncDir(w.Dir()), syncDir(w.tmp)); err != nil {
+	if err := errors.Join(fsutil.SyncDir(w.Dir()), fsutil.SyncDir(w.tmp)); err != nil {
 		return nil, err
 	}
 
@@ -236,7 +238,7 @@ func (w *Writer) Commit() (obj *Object, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(final)); err != nil {
 		return nil, err
 	}
 	// The lock now sits on the committed folder; dropping it is all that is left. The object is committed
@@ -307,7 +309,7 @@ func sealFile(path string) (FileSum, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err == nil {
-		err = syncFile(f)
+		err = fsutil.SyncFile(f)
 	}
 	if err == nil {
 		// Committed files never change; write-protecting them catches tools that try.
@@ -323,7 +325,7 @@ func sealFile(path string) (FileSum, error) {
 }
 
 // writeSynced writes a new file and fsyncs it. It is for files inside a temp folder, which the folder's
-// rename publishes atomically; elsewhere use WriteFileAtomic.
+// rename publishes atomically; elsewhere use fsutil.WriteFileAtomic.
 func writeSynced(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -331,7 +333,7 @@ func writeSynced(path string, data []byte) error {
 	}
 	_, err = f.Write(data)
 	if err == nil {
-		err = syncFile(f)
+		err = fsutil.SyncFile(f)
 	}
 	return errors.Join(err, f.Close())
 }
@@ -346,7 +348,7 @@ func (s *Store) discard(key Key) error {
 		}
 		return err
 	}
-	if err := syncDir(s.shardDir(key)); err != nil {
+	if err := fsutil.SyncDir(s.shardDir(key)); err != nil {
 		return err
 	}
 	return os.RemoveAll(trash)
