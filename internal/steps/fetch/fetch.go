@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // Fetcher fetches source images. It holds no state: the zero value is ready, and it is safe for
@@ -80,20 +82,22 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 // download fetches a remote source through go-getter into a temp file next to Dest, verifies it and
 // publishes it at Dest.
 func download(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
-	tmp, err := newTemp(filepath.Dir(req.Dest))
+	out, err := createDest(req.Dest)
 	if err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
-	res, err := downloadTo(ctx, req, src, want, tmp)
+	res, err := downloadTo(ctx, req, src, want, out)
 	if err != nil {
-		return Result{}, removeTemp(tmp, err)
+		return Result{}, errors.Join(err, out.Abort()) // Abort is a no-op after a failed Commit
 	}
 	return res, nil
 }
 
-// downloadTo fills tmp and publishes it at req.Dest; the caller removes tmp on error.
-func downloadTo(ctx context.Context, req Request, src source, want Checksum, tmp string) (Result, error) {
-	// go-getter verifies a declared checksum after downloading.
+// downloadTo fills out and commits it at req.Dest; the caller aborts out on error.
+func downloadTo(ctx context.Context, req Request, src source, want Checksum, out *fsutil.AtomicFile) (Result, error) {
+	// go-getter opens the temp file by name, writes through its own descriptor and verifies a declared
+	// checksum after downloading; Commit then syncs and renames that same file.
+	tmp := out.File().Name()
 	if err := getFile(ctx, src, want, tmp, 0, req.Progress); err != nil {
 		var mismatch *MismatchError
 		if errors.As(err, &mismatch) {
@@ -108,11 +112,11 @@ func downloadTo(ctx context.Context, req Request, src source, want Checksum, tmp
 			return Result{}, fmt.Errorf("hash %s: %w", src.display, err)
 		}
 	}
-	if err := publish(tmp, req.Dest, 0o644); err != nil {
+	fi, err := out.File().Stat()
+	if err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
-	fi, err := os.Stat(req.Dest)
-	if err != nil {
+	if err := out.Commit(); err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
 	return Result{Path: req.Dest, Checksum: sum, Size: fi.Size(), Downloaded: true}, nil
