@@ -1,9 +1,9 @@
 // Package fetch gets the source image of a build: it downloads it over http or https through go-getter,
 // or copies a local file (a path or a file: URL), and verifies it against a declared checksum or a sums
-// file. Other go-getter sources (s3::, gcs::, git::, hg:: and their shorthands) are refused with an error
-// that names the supported ones: their getters would link cloud SDKs into imgform for little use (see
-// getter.go). A partial or mismatched download never becomes visible: it goes to a temp file next to its
-// destination and is published by an atomic rename once verified. The package keeps no cache of its own
+// file. Other go-getter sources (s3::, gcs::, git::, hg:: and their shorthands) are refused, at plan time,
+// with an error that names the supported ones; getter.go says why. A partial or mismatched download never
+// becomes visible: it goes to a temp file next to its destination (fsutil's atomic writer) and is renamed
+// into place once verified. The package keeps no cache of its own
 // (the engine stores what it fetched in its content-addressed store) and never prints; progress goes to a
 // callback.
 package fetch
