@@ -10,7 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // decompressChunk is how much Decompress decodes between checks of ctx; a multiple of sparseBlock, so
@@ -33,7 +33,7 @@ func Decompress(ctx context.Context, src, dst string) (err error) {
 	}
 	defer dec.Close()
 
-	out, err := state.CreateAtomic(dst, OutputPerm)
+	out, err := fsutil.CreateAtomic(dst, OutputPerm)
 	if err != nil {
 		return fmt.Errorf("decompress %s: %w", src, err)
 	}

@@ -2,6 +2,7 @@ package export
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 const (
@@ -170,7 +173,7 @@ func imageInfo(tb testing.TB, path string) map[string]any {
 
 func fileSHA256(tb testing.TB, path string) string {
 	tb.Helper()
-	sum, err := sha256File(path)
+	sum, _, err := fsutil.HashFile(context.Background(), path)
 	if err != nil {
 		tb.Fatal(err)
 	}

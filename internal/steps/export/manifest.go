@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // ManifestFormatVersion is the version of the manifest layout WriteManifest writes. A reader that
@@ -151,7 +151,7 @@ func WriteManifest(path string, m Manifest) error {
 	if err := enc.Encode(m); err != nil {
 		return fmt.Errorf("write manifest %s: %w", path, err)
 	}
-	return state.WriteFileAtomic(filepath.Clean(path), buf.Bytes(), OutputPerm)
+	return fsutil.WriteFileAtomic(filepath.Clean(path), buf.Bytes(), OutputPerm)
 }
 
 // ReadManifest reads a manifest written by WriteManifest.

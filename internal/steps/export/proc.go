@@ -1,7 +1,6 @@
 package export
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // ToolError is a failed external command (qemu-img) with what it printed on stderr, which is where
@@ -54,7 +54,7 @@ func runTool(ctx context.Context, stdout io.Writer, name string, args ...string)
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdout = stdout
-	stderr := &tailBuffer{limit: stderrLimit}
+	stderr := fsutil.NewTailBuffer(stderrLimit)
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = procAttr()
 	// Cancel runs only while the process has not been waited for, so its PID, which is also the group
@@ -78,34 +78,4 @@ func killGroup(pid int) error {
 		return os.ErrProcessDone
 	}
 	return err
-}
-
-// tailBuffer keeps the last limit bytes written to it. It is safe for concurrent use because exec may
-// copy stdout and stderr from different goroutines into writers the caller shares.
-type tailBuffer struct {
-	mu    sync.Mutex
-	limit int
-	buf   []byte
-	cut   bool
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.limit; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-		t.cut = true
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := string(bytes.ToValidUTF8(t.buf, []byte("?")))
-	if t.cut {
-		return "..." + s
-	}
-	return s
 }

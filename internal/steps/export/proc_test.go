@@ -75,18 +75,6 @@ func TestRunToolError(t *testing.T) {
 	}
 }
 
-func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{limit: 8}
-	for _, s := range []string{"0123", "4567", "89ab"} {
-		if _, err := b.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := b.String(); got != "...456789ab" {
-		t.Errorf("got %q", got)
-	}
-}
-
 func TestProgressParser(t *testing.T) {
 	var got []float64
 	p := &progressParser{fn: func(pct float64) { got = append(got, pct) }}

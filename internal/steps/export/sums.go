@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,10 +13,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
-// SumsFile is the name of the checksum file WriteSums maintains, as Debian and others publish it.
+// SumsFile is the name of the checksum file WriteSumEntries maintains, as Debian and others publish it.
 const SumsFile = "SHA256SUMS"
 
 // SumEntry is one line of SHA256SUMS: a file name in the folder and its hex SHA-256. An Unverified entry
@@ -31,26 +30,6 @@ type SumEntry struct {
 
 // unverifiedPrefix starts the comment line of an unverified entry.
 const unverifiedPrefix = "# unverified: "
-
-// WriteSums hashes the named files and records them in dir/SHA256SUMS (see WriteSumEntries). A name
-// without a slash is taken in dir; a path must point into dir, since the sums file lists names relative
-// to its folder. Prefer WriteSumEntries with Result.SumEntry for exported images, which are hashed
-// while they are written: hashing a multi-GB file again costs seconds to minutes.
-func WriteSums(dir string, files []string) error {
-	entries := make([]SumEntry, 0, len(files))
-	for _, f := range files {
-		p, err := inDir(dir, f)
-		if err != nil {
-			return err
-		}
-		sum, err := sha256File(p)
-		if err != nil {
-			return fmt.Errorf("write %s: %w", SumsFile, err)
-		}
-		entries = append(entries, SumEntry{Name: filepath.Base(p), SHA256: sum})
-	}
-	return WriteSumEntries(dir, entries)
-}
 
 // WriteSumEntries writes or updates dir/SHA256SUMS in the GNU style of sha256sum ("<hex>  <name>", so
 // "sha256sum -c SHA256SUMS" checks it): the given entries replace lines for the same names, lines for
@@ -68,13 +47,12 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 		return fmt.Errorf("write %s: %w", SumsFile, err)
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	// Every writer of the file holds the lock while its temp file exists, so a temp file seen now was
-	// left by a writer that died (kill -9) between creating it and renaming it.
-	for _, p := range globLiteral(dir, "."+SumsFile+".tmp-") {
-		_ = os.Remove(p)
-	}
-
 	path := filepath.Join(dir, SumsFile)
+	// Every writer of the file holds the lock while its temp file exists, so a temp file seen now was
+	// left by a writer that died (kill -9) between creating it and renaming it. Failing to remove one
+	// only costs its few bytes, so it does not stop the write.
+	_, _ = fsutil.RemoveStaleTemps(path)
+
 	byName := map[string]SumEntry{}
 	old, err := os.ReadFile(path)
 	switch {
@@ -103,7 +81,7 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 		}
 		fmt.Fprintf(&b, "%s  %s\n", e.SHA256, name)
 	}
-	return state.WriteFileAtomic(path, []byte(b.String()), OutputPerm)
+	return fsutil.WriteFileAtomic(path, []byte(b.String()), OutputPerm)
 }
 
 // parseGNUSums reads "<hex>  <name>" and "<hex> *<name>" lines, and "# unverified: " lines of such, into
@@ -143,39 +121,6 @@ func checkSumEntry(e SumEntry) error {
 	return nil
 }
 
-// inDir resolves f (a name in dir, or a path) and checks that it lies directly in dir.
-func inDir(dir, f string) (string, error) {
-	p := f
-	if !strings.ContainsRune(f, filepath.Separator) {
-		p = filepath.Join(dir, f)
-	}
-	absP, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	absDir, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	if filepath.Dir(absP) != absDir {
-		return "", fmt.Errorf("write %s: %s is not in %s", SumsFile, f, dir)
-	}
-	return absP, nil
-}
-
-func sha256File(path string) (sum string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer func() { err = errors.Join(err, f.Close()) }()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // lockDir takes an exclusive flock on the folder itself: no lock file is left among the outputs, and
 // the kernel drops the lock if the process dies. Each call opens its own descriptor, so goroutines of
 // one process exclude each other too.
@@ -184,19 +129,10 @@ func lockDir(dir string) (unlock func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flockRetryEINTR(int(d.Fd()), unix.LOCK_EX); err != nil {
-		return nil, errors.Join(fmt.Errorf("lock %s: %w", dir, err), d.Close())
+	if err := fsutil.Flock(d, unix.LOCK_EX); err != nil {
+		return nil, errors.Join(err, d.Close())
 	}
 	return func() error {
-		return errors.Join(flockRetryEINTR(int(d.Fd()), unix.LOCK_UN), d.Close())
+		return errors.Join(fsutil.Flock(d, unix.LOCK_UN), d.Close())
 	}, nil
-}
-
-func flockRetryEINTR(fd, how int) error {
-	for {
-		err := unix.Flock(fd, how)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }

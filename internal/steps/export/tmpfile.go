@@ -4,14 +4,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // Files being written by an export (the output before it is published, the flattened intermediate of
@@ -21,8 +19,8 @@ import (
 // killed export leaves nothing behind. The output gets a name only when it is published (linkat to a
 // hidden name, then rename over the final path); qemu-img writes to them through /proc/<pid>/fd/<n>.
 //
-// Where O_TMPFILE is not supported, the output is a state.AtomicFile (a hidden ".<name>.tmp-*" file,
-// flocked while alive, which state.RemoveStaleTemps removes after a kill) and the intermediate a hidden
+// Where O_TMPFILE is not supported, the output is a fsutil.AtomicFile (a hidden ".<name>.tmp-*" file,
+// flocked while alive, which fsutil.RemoveStaleTemps removes after a kill) and the intermediate a hidden
 // ".imgform-flat-*" file in Request.TempDir.
 
 // useTmpfile is false where O_TMPFILE must not be used (tests of the named fallback).
@@ -30,16 +28,16 @@ var useTmpfile = true
 
 // workFile is a file an export writes: unnamed when the file system allows, else a named temp file.
 type workFile struct {
-	f      *os.File          // the file; for atomic, its temp file
-	dir    string            // where it lives
-	named  string            // the intermediate's path when it has a name
-	atomic *state.AtomicFile // the output's fallback
-	wrote  error             // the first write error; Commit refuses to publish after one
+	f      *os.File           // the file; for atomic, its temp file
+	dir    string             // where it lives
+	named  string             // the intermediate's path when it has a name
+	atomic *fsutil.AtomicFile // the output's fallback
+	wrote  error              // the first write error; Commit refuses to publish after one
 	done   bool
 }
 
 // openUnnamed creates an unnamed file in dir, flocked so that once Commit gives it a name,
-// state.RemoveStaleTemps of another process leaves it alone. It returns a nil file, and no error, when
+// fsutil.RemoveStaleTemps of another process leaves it alone. It returns a nil file, and no error, when
 // the file system does not support unnamed files.
 func openUnnamed(dir string) (*os.File, error) {
 	if !useTmpfile {
@@ -57,7 +55,7 @@ func openUnnamed(dir string) (*os.File, error) {
 	default:
 		return nil, err
 	}
-	if err := flockRetryEINTR(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, errors.Join(fmt.Errorf("lock the temp file in %s: %w", dir, err), f.Close())
 	}
 	return f, nil
@@ -73,7 +71,7 @@ func createOutput(path string) (*workFile, error) {
 	if f != nil {
 		return &workFile{f: f, dir: dir}, nil
 	}
-	a, err := state.CreateAtomic(path, OutputPerm)
+	a, err := fsutil.CreateAtomic(path, OutputPerm)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +137,7 @@ func (w *workFile) Commit(path string) (err error) {
 	tmp := ""
 	defer func() {
 		if err != nil && tmp != "" {
-			err = errors.Join(err, removeIfExists(tmp))
+			err = errors.Join(err, fsutil.RemoveIfExists(tmp))
 		}
 		// The flock, and with it the guard on the temp name, goes only now that the name is gone.
 		err = errors.Join(err, w.f.Close())
@@ -150,11 +148,12 @@ func (w *workFile) Commit(path string) (err error) {
 	if err := w.f.Chmod(OutputPerm); err != nil {
 		return fmt.Errorf("commit %s: %w", path, err)
 	}
-	if err := syncFile(w.f); err != nil {
+	if err := fsutil.SyncFile(w.f); err != nil {
 		return fmt.Errorf("commit %s: %w", path, err)
 	}
-	// linkat cannot replace a file: name the file next to path, then rename it over path.
-	name := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+rand.Text())
+	// linkat cannot replace a file: name the file next to path, then rename it over path. The name is one
+	// fsutil.RemoveStaleTemps looks at; the flock keeps it from taking the file for a dead writer's.
+	name := filepath.Join(filepath.Dir(path), fsutil.TempPrefix(path)+rand.Text())
 	if err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", w.f.Fd()), unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW); err != nil {
 		return fmt.Errorf("commit %s: give the temp file a name: %w", path, err)
 	}
@@ -163,9 +162,8 @@ func (w *workFile) Commit(path string) (err error) {
 		return fmt.Errorf("commit %s: %w", path, err)
 	}
 	tmp = ""
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		// The file is in place; only its durability is in doubt.
-		return fmt.Errorf("commit %s: %w", path, err)
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("commit %s: the file is in place, but it may not survive a crash: %w", path, err)
 	}
 	return nil
 }
@@ -181,46 +179,7 @@ func (w *workFile) Abort() error {
 	w.done = true
 	err := w.f.Close()
 	if w.named != "" {
-		err = errors.Join(err, removeIfExists(w.named))
+		err = errors.Join(err, fsutil.RemoveIfExists(w.named))
 	}
 	return err
-}
-
-// globLiteral lists the entries of dir whose names start with prefix, taken literally.
-func globLiteral(dir, prefix string) []string {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, filepath.Join(dir, e.Name()))
-		}
-	}
-	return out
-}
-
-// syncFile is f.Sync that tolerates file systems without fsync.
-func syncFile(f *os.File) error {
-	if err := f.Sync(); err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EINVAL) {
-		return err
-	}
-	return nil
-}
-
-// syncDir fsyncs a folder so that a rename in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(syncFile(d), d.Close())
-}
-
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
 }

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // TestExportWritesUnnamedFiles looks into the output folder in every phase of an export: while it runs
@@ -108,7 +108,7 @@ func TestWriteSumsRemovesDeadTemps(t *testing.T) {
 }
 
 // TestUnnamedOutputIsLocked: once Commit gives the unnamed output a name, until the rename, the name is
-// flocked, so that state.RemoveStaleTemps of another export of the same path does not take it for a
+// flocked, so that fsutil.RemoveStaleTemps of another export of the same path does not take it for a
 // killed writer's leftover.
 func TestUnnamedOutputIsLocked(t *testing.T) {
 	dir := t.TempDir()
@@ -124,7 +124,7 @@ func TestUnnamedOutputIsLocked(t *testing.T) {
 	if err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", w.f.Fd()), unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := state.RemoveStaleTemps(filepath.Join(dir, "disk.raw"))
+	removed, err := fsutil.RemoveStaleTemps(filepath.Join(dir, "disk.raw"))
 	if err != nil || len(removed) != 0 {
 		t.Errorf("RemoveStaleTemps removed %v (%v) while the export holds it", removed, err)
 	}
