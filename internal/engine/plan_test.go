@@ -220,3 +220,44 @@ func TestDebugKeysLogsEveryInput(t *testing.T) {
 		}
 	}
 }
+
+// The plan explains a changed key from its typed inputs: the engine words steps, files and variables, the kinds
+// their own inputs (the cleanup script, the source, the checks).
+func TestPlanExplainsChangedInputs(t *testing.T) {
+	cases := map[string]struct {
+		change func(te *testEnv)
+		vars   []config.VarArg
+		step   string
+		want   []string
+	}{
+		"network match": {change: func(te *testEnv) { te.replace(`Name = "en*"`, `Name = "eth*"`) }, step: "base/cleanup",
+			want: []string{"the cleanup script changed (cleanup or network blocks, or imgform's cleanup)", `it builds on provision "three", which will run`}},
+		"source content": {change: func(te *testEnv) { makeDisk(te.t, filepath.Join(te.dir, "disk.raw"), 0x22) }, step: "base/fetch",
+			want: []string{"the source file disk.raw changed"}},
+		"variable": {vars: []config.VarArg{{Name: "greeting", Value: "bye"}}, step: "base/provision/one",
+			want: []string{"its provisioner configuration changed", "variable greeting changed"}},
+		"script": {change: func(te *testEnv) { te.write("scripts/two.sh", "#!/bin/sh\necho 2\n") }, step: "base/provision/two",
+			want: []string{"script scripts/two.sh changed"}},
+		"test block": {change: func(te *testEnv) {
+			te.replace("  cleanup {", "  test \"nginx\" {\n    inline = [\"true\"]\n  }\n  cleanup {")
+		}, step: "base/test", want: []string{`the test nginx block changed`}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			te := newTestEnv(t)
+			te.writeBase()
+			mustApply(t, te, te.load())
+			if tc.change != nil {
+				tc.change(te)
+			}
+			sp := te.plan(te.load(tc.vars...)).Step(tc.step)
+			if sp == nil || sp.Action != ActionRun {
+				t.Fatalf("%s does not run: %+v", tc.step, sp)
+			}
+			got := strings.Join(sp.Reasons[1:], "\n")
+			if got != strings.Join(tc.want, "\n") {
+				t.Errorf("reasons of %s:\n%s\nwant\n%s", tc.step, got, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
