@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // AcceleratorEnv overrides the configured accelerator ("auto", "kvm" or "tcg") for one run, for example
@@ -157,7 +159,7 @@ func runProbe(ctx context.Context, binary, accel, cpu string, timeout time.Durat
 	}
 	defer func() { _ = stdout.Close() }() // read end, drained below: nothing to report
 	cmd.Stdout = w
-	stderr := newTailBuffer(4096)
+	stderr := fsutil.NewTailBuffer(4096)
 	cmd.Stderr = stderr
 	p, err := startProcess(cmd)
 	if cerr := w.Close(); cerr != nil && err == nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // startAttempts bounds the retries when the SSH port Start picked was taken by someone else in between.
@@ -30,7 +32,7 @@ type VM struct {
 	port   int
 	proc   *process
 	qmp    *QMP
-	stderr *tailBuffer
+	stderr *fsutil.TailBuffer
 	stop   func() bool // stops the context watcher
 	tmpDir string      // short folder for the QMP socket, removed on exit
 
@@ -123,7 +125,7 @@ func (vm *VM) prepareState() error {
 // start runs QEMU once and waits until it answers on QMP.
 func (vm *VM) start(ctx context.Context) error {
 	o := vm.opts
-	vm.stderr = newTailBuffer(64 * 1024)
+	vm.stderr = fsutil.NewTailBuffer(64 * 1024)
 	vm.port = o.SSHPort
 	if vm.port == 0 {
 		var err error
