@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // Label is the volume label cloud-init's NoCloud datasource looks for. cloud-init matches it without regard to
@@ -72,9 +74,10 @@ func (f Files) Digest() [sha256.Size]byte {
 }
 
 // Build writes the seed ISO for files to destPath. The ISO is built in a temporary file next to destPath,
-// synced and renamed into place, and the folder is synced, so destPath holds either its old content or the
-// complete new image, never a partial one. On error or when ctx is cancelled nothing new is left behind.
-// The folder of destPath must exist. The file is created with mode 0600: user-data may hold secrets.
+// synced and renamed into place, and the folder is synced (see fsutil.AtomicFile), so destPath holds
+// either its old content or the complete new image, never a partial one. On error or when ctx is
+// cancelled nothing new is left behind. The folder of destPath must exist. The file gets mode 0600:
+// user-data may hold secrets.
 func Build(ctx context.Context, files Files, destPath string) error {
 	return build(ctx, files, destPath, nil)
 }
@@ -90,78 +93,36 @@ func build(ctx context.Context, files Files, destPath string, afterWrite func())
 	} else if !fi.IsDir() {
 		return fmt.Errorf("seed: destination folder %s is not a folder", dir)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(destPath)+".tmp-*")
+	out, err := fsutil.CreateAtomic(destPath, 0o600)
 	if err != nil {
-		return fmt.Errorf("seed: create temporary file: %w", err)
+		return fmt.Errorf("seed: %w", err)
 	}
-	if err := fill(ctx, tmp, files, afterWrite); err != nil {
-		return errors.Join(err, discard(tmp))
+	if err := fill(ctx, out.File(), files, afterWrite); err != nil {
+		return errors.Join(err, out.Abort())
 	}
-	if err := os.Rename(tmp.Name(), destPath); err != nil {
-		return errors.Join(fmt.Errorf("seed: rename into place: %w", err), removeTemp(tmp.Name()))
-	}
-	if err := syncDir(dir); err != nil {
+	if err := out.Commit(); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	return nil
 }
 
-// fill writes the ISO into tmp, checks it, syncs and closes tmp. It closes tmp only on success.
-func fill(ctx context.Context, tmp *os.File, files Files, afterWrite func()) error {
-	if err := writeISO(ctx, tmp, files.entries()); err != nil {
+// fill writes the ISO into f and checks it.
+func fill(ctx context.Context, f *os.File, files Files, afterWrite func()) error {
+	if err := writeISO(ctx, f, files.entries()); err != nil {
 		return fmt.Errorf("seed: write ISO: %w", err)
 	}
 	if afterWrite != nil {
 		afterWrite()
 	}
-	if err := normalize(tmp); err != nil {
+	if err := normalize(f); err != nil {
 		return fmt.Errorf("seed: normalize ISO: %w", err)
 	}
-	if err := verify(tmp, files.entries()); err != nil {
+	if err := verify(f, files.entries()); err != nil {
 		return fmt.Errorf("seed: check written ISO: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("seed: sync %s: %w", tmp.Name(), err)
 	}
 	// A cancel that arrived while writing still wins: the caller asked for nothing to be left behind.
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("seed: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("seed: close %s: %w", tmp.Name(), err)
-	}
-	return nil
-}
-
-// discard closes (if still open) and removes a temporary file after a failed build.
-func discard(tmp *os.File) error {
-	closeErr := tmp.Close()
-	if errors.Is(closeErr, os.ErrClosed) {
-		closeErr = nil
-	}
-	return errors.Join(closeErr, removeTemp(tmp.Name()))
-}
-
-func removeTemp(name string) error {
-	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("seed: remove temporary file: %w", err)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable: without it a crash can lose the new directory entry.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open folder for sync: %w", err)
-	}
-	syncErr := d.Sync()
-	closeErr := d.Close()
-	if syncErr != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, syncErr)
-	}
-	if closeErr != nil {
-		return fmt.Errorf("close folder %s: %w", dir, closeErr)
 	}
 	return nil
 }
