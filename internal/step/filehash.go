@@ -2,17 +2,14 @@ package step
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 // FileHasher hashes local files once and remembers the result by path, size, mtime and inode, in a small
@@ -69,7 +66,7 @@ func (fh *FileHasher) Hash(ctx context.Context, path string) (string, error) {
 	if ok && e.Size == want.Size && e.MtimeNs == want.MtimeNs && e.Inode == want.Inode && e.Dev == want.Dev {
 		return e.SHA256, nil
 	}
-	sum, err := hashFile(ctx, abs)
+	sum, _, err := fsutil.HashFile(ctx, abs)
 	if err != nil {
 		return "", err
 	}
@@ -92,39 +89,9 @@ func (fh *FileHasher) Save() error {
 	if err != nil {
 		return err
 	}
-	if err := state.WriteFileAtomic(fh.path, b, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(fh.path, b, 0o644); err != nil {
 		return err
 	}
 	fh.dirty = false
 	return nil
-}
-
-func hashFile(ctx context.Context, path string) (sum string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
-		return "", fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// ctxReader stops a long read when the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 	exportlib "gitlab.com/imgform/imgform/internal/steps/export"
@@ -93,7 +94,7 @@ func (Kind) Run(ctx context.Context, env *step.Env, s *step.Step) (step.Result, 
 		return step.Result{}, err
 	}
 	// A killed export left its partial file next to the output; an export of the same output replaces it.
-	if _, err := state.RemoveStaleTemps(dest); err != nil {
+	if _, err := fsutil.RemoveStaleTemps(dest); err != nil {
 		env.Warn(fmt.Sprintf("could not remove what an interrupted export left: %v", err))
 	}
 	// The flattened image between QEMU and zstd goes to a work folder of the cache, which the next apply
