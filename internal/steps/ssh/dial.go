@@ -18,7 +18,7 @@ type DialOption func(*dialOptions)
 type dialOptions struct {
 	consoleTail    func() string
 	hostKeyAlgos   []string
-	attemptTimeout time.Duration
+	attemptTimeout time.Duration // one attempt: TCP connect, banner, key exchange, login and a first command
 	minBackoff     time.Duration
 	maxBackoff     time.Duration
 	logf           func(format string, args ...any)
@@ -34,12 +34,6 @@ func WithConsoleTail(f func() string) DialOption {
 // with several host keys shows one that is pinned.
 func WithHostKeys(h *HostKeys) DialOption {
 	return func(o *dialOptions) { o.hostKeyAlgos = h.Algorithms() }
-}
-
-// WithAttemptTimeout bounds one connection attempt: TCP connect, banner, key exchange, login and a first
-// command. The default, 90 s, is generous because sshd is slow under TCG on a busy host.
-func WithAttemptTimeout(d time.Duration) DialOption {
-	return func(o *dialOptions) { o.attemptTimeout = d }
 }
 
 // WithLogf reports each failed attempt, for progress output and debugging.
@@ -83,6 +77,7 @@ func Dial(ctx context.Context, addr, user string, key *Key, hostKeyCallback ssh.
 	if key == nil || hostKeyCallback == nil {
 		return nil, errors.New("ssh: Dial needs a key and a host key callback")
 	}
+	// 90 s for one attempt is generous because sshd is slow under TCG on a busy host.
 	o := dialOptions{attemptTimeout: 90 * time.Second, minBackoff: 500 * time.Millisecond, maxBackoff: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&o)

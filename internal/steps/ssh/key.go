@@ -4,10 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -50,23 +47,6 @@ func ParseKey(pemBytes []byte) (*Key, error) {
 	return &Key{signer: signer, pem: append([]byte(nil), pemBytes...)}, nil
 }
 
-// ReadKeyFile reads a key written by WriteFile. It refuses a file that others can read: ssh would too, and
-// such a key may have been seen by someone else.
-func ReadKeyFile(path string) (*Key, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("ssh: key file %s has mode %04o, want 0600", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: %w", err)
-	}
-	return ParseKey(b)
-}
-
 // AuthorizedKey returns the public key as one authorized_keys line with the comment "imgform-build",
 // without a trailing newline, ready for cloud-init's ssh_authorized_keys.
 func (k *Key) AuthorizedKey() string {
@@ -74,7 +54,8 @@ func (k *Key) AuthorizedKey() string {
 	return line + " " + KeyComment
 }
 
-// PrivatePEM returns the private key in OpenSSH format. Store it with mode 0600 (WriteFile does).
+// PrivatePEM returns the private key in OpenSSH format. Store it with mode 0600, as ssh refuses a key that
+// others can read.
 func (k *Key) PrivatePEM() []byte {
 	return append([]byte(nil), k.pem...)
 }
@@ -84,49 +65,3 @@ func (k *Key) PublicKey() ssh.PublicKey { return k.signer.PublicKey() }
 
 // Signer returns the key as an ssh.Signer, for callers that build their own ssh.ClientConfig.
 func (k *Key) Signer() ssh.Signer { return k.signer }
-
-// WriteFile stores the private key at path with mode 0600, atomically: a temporary file in the same folder,
-// synced, renamed into place, and the folder synced.
-func (k *Key) WriteFile(path string) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".key-*.tmp")
-	if err != nil {
-		return fmt.Errorf("ssh: write key: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(f.Name()) // best effort: the error that matters is already in err
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return errors.Join(fmt.Errorf("ssh: write key: %w", err), f.Close())
-	}
-	if _, err := f.Write(k.pem); err != nil {
-		return errors.Join(fmt.Errorf("ssh: write key: %w", err), f.Close())
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("ssh: write key: %w", err), f.Close())
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("ssh: write key: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("ssh: write key: %w", err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("ssh: sync %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("ssh: sync %s: %w", dir, err), d.Close())
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("ssh: sync %s: %w", dir, err)
-	}
-	return nil
-}

@@ -2,8 +2,6 @@ package ssh
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,35 +40,6 @@ func TestKeyRoundTrip(t *testing.T) {
 	}
 	if other.AuthorizedKey() == line {
 		t.Error("two generated keys are equal")
-	}
-}
-
-func TestKeyFile(t *testing.T) {
-	k, err := GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "build-key")
-	if err := k.WriteFile(path); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("key file mode %v, %v; want 0600", fi.Mode(), err)
-	}
-	k2, err := ReadKeyFile(path)
-	if err != nil || k2.AuthorizedKey() != k.AuthorizedKey() {
-		t.Fatalf("ReadKeyFile = %v", err)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Errorf("WriteFile left %d files, want 1", len(ents))
-	}
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadKeyFile(path); err == nil || !strings.Contains(err.Error(), "0644") {
-		t.Errorf("ReadKeyFile of a world-readable key = %v, want a refusal", err)
 	}
 }
 
