@@ -10,7 +10,7 @@ import (
 	_ "github.com/diskfs/go-diskfs"
 	_ "github.com/hashicorp/go-cty-funcs/cidr"
 	_ "github.com/hashicorp/go-cty-funcs/filesystem"
-	_ "github.com/hashicorp/go-getter"
+	_ "github.com/hashicorp/go-getter/v2"
 	_ "github.com/hashicorp/hcl/v2"
 	_ "github.com/klauspost/compress/zstd"
 	_ "github.com/pmezard/go-difflib/difflib"
