@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitlab.com/imgform/imgform/internal/config"
-	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
 type fmtOptions struct {
@@ -162,7 +162,7 @@ func fmtFile(stdout io.Writer, path string, opts fmtOptions) (bool, hcl.Diagnost
 			return false, nil, err
 		}
 		// Atomic, so an interrupted fmt never leaves a half-written configuration file.
-		if err := state.WriteFileAtomic(path, out, st.Mode().Perm()); err != nil {
+		if err := fsutil.WriteFileAtomic(path, out, st.Mode().Perm()); err != nil {
 			return false, nil, fmt.Errorf("fmt: %w", err)
 		}
 	}
