@@ -180,10 +180,8 @@ func TestRemoveStaleTemps(t *testing.T) {
 func TestRemoveStaleTempsAfterKill(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "disk.raw")
-	dead := startHelper(t, "write", path)
-	dead.expect(t, "written")
-	live := startHelper(t, "write", path)
-	live.expect(t, "written")
+	endDead := startWriter(t, path)
+	endLive := startWriter(t, path)
 	if left := tempFiles(t, dir); len(left) != 2 {
 		t.Fatalf("temp files %v, want one per writer", left)
 	}
@@ -191,7 +189,7 @@ func TestRemoveStaleTempsAfterKill(t *testing.T) {
 		t.Fatalf("with both writers alive: removed %v, %v; want nothing", removed, err)
 	}
 
-	dead.kill(t)
+	endDead(false)
 	removed, err := RemoveStaleTemps(path)
 	if err != nil || len(removed) != 1 {
 		t.Fatalf("after a kill: removed %v, %v; want the dead writer's temp file", removed, err)
@@ -200,7 +198,7 @@ func TestRemoveStaleTempsAfterKill(t *testing.T) {
 		t.Errorf("the killed writer left %s: %v", path, err)
 	}
 
-	live.finish(t)
+	endLive(true)
 	if b, err := os.ReadFile(path); err != nil || string(b) != "half a file" {
 		t.Errorf("the live writer's commit: %q, %v", b, err)
 	}
