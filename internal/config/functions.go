@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/hashicorp/go-cty-funcs/cidr"
 	"github.com/hashicorp/go-cty-funcs/crypto"
@@ -123,16 +122,6 @@ func Functions(baseDir string) map[string]function.Function {
 	}
 	funcs["templatefile"] = makeTemplateFileFunc(baseDir, inner)
 	return funcs
-}
-
-// FunctionNames lists the available functions, for documentation and error hints.
-func FunctionNames() []string {
-	names := make([]string, 0, 100)
-	for k := range Functions(".") {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // makeTemplateFileFunc renders a file as an HCL template with the given variables, like Terraform's

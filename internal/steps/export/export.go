@@ -86,11 +86,6 @@ type PhaseTime struct {
 	Duration time.Duration
 }
 
-// SumEntry returns the file's entry for WriteSumEntries, so the file is not hashed again.
-func (r Result) SumEntry() SumEntry {
-	return SumEntry{Name: filepath.Base(r.Path), SHA256: r.SHA256}
-}
-
 // Export flattens the Source chain into one image and writes it to Dest in the requested format and
 // compression, atomically: on any error, a cancelled ctx or a full disk, Dest is left as it was and no
 // temp or intermediate file remains. qemu-img runs in its own process group and dies with ctx. The files

@@ -23,10 +23,7 @@ type ImageInfo struct {
 	ActualSize  int64  `json:"actual-size"`
 	// BackingFilename is the backing field as written in the image, relative or absolute.
 	BackingFilename string `json:"backing-filename"`
-	// FullBackingFilename is BackingFilename resolved against the image's folder.
-	FullBackingFilename string `json:"full-backing-filename"`
-	BackingFormat       string `json:"backing-filename-format"`
-	DirtyFlag           bool   `json:"dirty-flag"`
+	BackingFormat   string `json:"backing-filename-format"`
 }
 
 // CreateOverlay creates a qcow2 image at path whose backing file is backing (format backingFormat). A

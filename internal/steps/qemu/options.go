@@ -160,9 +160,6 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// SerialLogPath returns where the serial console of a VM with state folder dir is written.
-func SerialLogPath(dir string) string { return filepath.Join(dir, SerialLogName) }
-
 // absPath makes p absolute, so QEMU, which runs in the state folder, and the backing fields it writes do not
 // depend on imgform's working folder.
 func absPath(p string) (string, error) {

@@ -27,12 +27,8 @@ func (e *QMPError) Error() string {
 
 // Event is an asynchronous QMP event such as SHUTDOWN, POWERDOWN, STOP or RESUME.
 type Event struct {
-	Name      string          `json:"event"`
-	Data      json.RawMessage `json:"data,omitempty"`
-	Timestamp struct {
-		Seconds      int64 `json:"seconds"`
-		Microseconds int64 `json:"microseconds"`
-	} `json:"timestamp"`
+	Name string          `json:"event"`
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // ShutdownEvent is the data of a SHUTDOWN event. Reason is for example "guest-shutdown" (the guest powered

@@ -246,9 +246,6 @@ func (vm *VM) SerialLog() string { return vm.paths.serial }
 // PIDFile returns the path of the pid file QEMU writes.
 func (vm *VM) PIDFile() string { return vm.paths.pid }
 
-// Stderr returns what QEMU wrote to its standard output and error (the last 64 KiB).
-func (vm *VM) Stderr() string { return vm.stderr.String() }
-
 // ActiveDisk returns the image the VM writes to now: Options.Disk, or the overlay of the last Snapshot.
 func (vm *VM) ActiveDisk() string {
 	vm.mu.Lock()

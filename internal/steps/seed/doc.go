@@ -6,5 +6,5 @@
 // "user_dat."). The output is byte-for-byte deterministic: go-diskfs stamps the volume descriptors with the
 // current time and copies host ownership and inode times into Rock Ridge entries, so Build rewrites those
 // fields to fixed values after go-diskfs is done (see normalize.go). Step keys should still be computed from
-// the inputs (Files.Digest), never from the ISO bytes: the inputs are known at plan time, the ISO is not.
+// the inputs and FormatVersion, never from the ISO bytes: the inputs are known at plan time, the ISO is not.
 package seed

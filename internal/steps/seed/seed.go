@@ -2,8 +2,6 @@ package seed
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +15,8 @@ import (
 const Label = "cidata"
 
 // FormatVersion changes whenever the bytes Build writes for the same Files change (layout, go-diskfs
-// upgrade, normalization). Step keys include it so a cached seed from an older layout is not reused.
+// upgrade, normalization). The key of the step that builds a seed must change with it, so that a cached
+// seed from an older layout is not reused.
 const FormatVersion = 1
 
 // Names of the files at the root of the seed, as cloud-init's NoCloud datasource reads them.
@@ -53,24 +52,6 @@ func (f Files) entries() []entry {
 		es = append(es, entry{VendorDataName, f.VendorData})
 	}
 	return es
-}
-
-// Digest identifies the seed Build makes from f, for use in a step key. It covers FormatVersion, the label
-// and every file's name and content, and nothing about where or when the ISO is written.
-func (f Files) Digest() [sha256.Size]byte {
-	h := sha256.New()
-	// Writes to a hash.Hash never fail; names and lengths are framed so no two inputs hash alike.
-	_, _ = fmt.Fprintf(h, "imgform seed v%d label=%s\n", FormatVersion, Label)
-	var n [8]byte
-	for _, e := range f.entries() {
-		_, _ = h.Write([]byte(e.name))
-		binary.BigEndian.PutUint64(n[:], uint64(len(e.data)))
-		_, _ = h.Write(n[:])
-		_, _ = h.Write(e.data)
-	}
-	var sum [sha256.Size]byte
-	copy(sum[:], h.Sum(nil))
-	return sum
 }
 
 // Build writes the seed ISO for files to destPath. The ISO is built in a temporary file next to destPath,

@@ -214,24 +214,6 @@ func (g *Guest) Close() {
 	<-g.VM.Exited()
 }
 
-// WaitFor polls the serial log until it contains s, QEMU exits or ctx ends.
-func (g *Guest) WaitFor(ctx context.Context, s string) error {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if b, err := os.ReadFile(g.VM.SerialLog()); err == nil && bytes.Contains(b, []byte(s)) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("serial console never showed %q: %w\n%s", s, ctx.Err(), g.VM.Tail(20))
-		case <-g.VM.Exited():
-			return fmt.Errorf("QEMU exited before the serial console showed %q\n%s", s, g.VM.Tail(20))
-		case <-tick.C:
-		}
-	}
-}
-
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
