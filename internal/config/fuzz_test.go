@@ -10,7 +10,7 @@ import (
 // panic, and a configuration that loads must render its user-data and units without panicking either.
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "invalid", "*", "main.imgform.hcl"))
-	seeds = append(seeds, filepath.Join("..", "examples", "debian-12-base", "debian-12-base.imgform.hcl"))
+	seeds = append(seeds, filepath.Join("..", "..", "examples", "debian-12-base", "debian-12-base.imgform.hcl"))
 	for _, s := range seeds {
 		if b, err := os.ReadFile(s); err == nil {
 			f.Add(b)

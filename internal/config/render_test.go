@@ -34,7 +34,7 @@ var exampleEnv = []string{}
 
 func loadExample(t *testing.T) *Config {
 	t.Helper()
-	cfg, diags := Load(filepath.Join("..", "examples", "debian-12-base"), LoadOptions{Env: exampleEnv})
+	cfg, diags := Load(filepath.Join("..", "..", "examples", "debian-12-base"), LoadOptions{Env: exampleEnv})
 	if diags.HasErrors() {
 		t.Fatalf("example does not load: %s", diags.Error())
 	}
