@@ -70,21 +70,6 @@ func errorAt(rng hcl.Range, summary, detail string, args ...any) *hcl.Diagnostic
 	}
 }
 
-// Redact replaces every sensitive value in s with "(sensitive value)". Logs, plans and state pass their text
-// through it so a secret that reached a string by any path still does not leak.
-func (c *Config) Redact(s string) string {
-	return redact(c.Secrets, s)
-}
-
-func redact(secrets []string, s string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "(sensitive value)")
-		}
-	}
-	return s
-}
-
 // WriteDiagnostics prints diagnostics with file:line:col, a source snippet and the detail, like
 // terraform validate, with sensitive values redacted.
 func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint, color bool) error {
