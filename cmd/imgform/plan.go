@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/engine"
 	"gitlab.com/imgform/imgform/internal/kinds"
 	"gitlab.com/imgform/imgform/internal/state"
@@ -71,7 +69,7 @@ func planCommand() *cli.Command {
 			eng.SkipTests = c.Bool("skip-tests")
 			p, err := eng.Plan(c.Context, cfg)
 			if err != nil {
-				return redactedError(cfg, err)
+				return cfg.RedactError(err)
 			}
 			if c.Bool("json") {
 				err = renderPlanJSON(c.App.Writer, p)
@@ -92,10 +90,6 @@ func planCommand() *cli.Command {
 // skipTestsFlag leaves the test steps out, for emergencies: the outputs are then marked unverified.
 var skipTestsFlag = &cli.BoolFlag{Name: "skip-tests",
 	Usage: "do not boot and check the outputs (emergencies only): they are marked unverified in SHA256SUMS and the manifest"}
-
-func redactedError(cfg *config.Config, err error) error {
-	return errors.New(cfg.Redact(err.Error()))
-}
 
 func applyCommand() *cli.Command {
 	vars := &varArgs{}
@@ -135,7 +129,7 @@ func applyCommand() *cli.Command {
 				printApplySummary(c.App.Writer, res, time.Since(start))
 			}
 			if err != nil {
-				return redactedError(cfg, err)
+				return cfg.RedactError(err)
 			}
 			return nil
 		},
