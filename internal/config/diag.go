@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -123,6 +124,18 @@ func FormatShort(d *hcl.Diagnostic) string {
 		sev = "warning"
 	}
 	return fmt.Sprintf("%s%s: %s; %s", pos, sev, d.Summary, d.Detail)
+}
+
+// shortError renders the errors among diags as one error, a FormatShort line each joined by "; ". Unlike
+// hcl.Diagnostics.Error it never prints "<nil>" for a diagnostic without a source range.
+func shortError(diags hcl.Diagnostics) error {
+	var lines []string
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			lines = append(lines, FormatShort(d))
+		}
+	}
+	return errors.New(strings.Join(lines, "; "))
 }
 
 // refineReferenceErrors rewrites hcl's generic "This object does not have an attribute named x" for var.x,

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -149,7 +150,7 @@ func makeTemplateFileFunc(baseDir string, funcs map[string]function.Function) fu
 			}
 			expr, diags := hclsyntax.ParseTemplate(src, path, hcl.Pos{Line: 1, Column: 1, Byte: 0})
 			if diags.HasErrors() {
-				return cty.DynamicVal, fmt.Errorf("template %s: %s", path, diags.Error())
+				return cty.DynamicVal, fmt.Errorf("template %s: %w", path, shortError(diags))
 			}
 			ctxVars := map[string]cty.Value{}
 			if !vars.IsNull() && vars.LengthInt() > 0 {
@@ -162,15 +163,17 @@ func makeTemplateFileFunc(baseDir string, funcs map[string]function.Function) fu
 			}
 			val, diags := expr.Value(&hcl.EvalContext{Variables: ctxVars, Functions: funcs})
 			if diags.HasErrors() {
-				return cty.DynamicVal, fmt.Errorf("template %s: %s", path, diags.Error())
+				return cty.DynamicVal, fmt.Errorf("template %s: %w", path, shortError(diags))
 			}
 			return val, nil
 		},
 	})
 }
 
+// unwrapPathError is err's message without the path an *os.PathError repeats, for messages that name
+// the path already.
 func unwrapPathError(err error) string {
-	if pe, ok := err.(*os.PathError); ok {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
 		return pe.Err.Error()
 	}
 	return err.Error()

@@ -57,8 +57,11 @@ func inspect(ctx context.Context, env *env, src string) (sourceInfo, error) {
 		return sourceInfo{}, fmt.Errorf("source %s is not a readable disk image: %w", src, err)
 	}
 	var chain []qemuImgInfo
-	if err := json.Unmarshal(out.Bytes(), &chain); err != nil || len(chain) == 0 {
-		return sourceInfo{}, fmt.Errorf("source %s: cannot read the output of qemu-img info: %v", src, err)
+	if err := json.Unmarshal(out.Bytes(), &chain); err != nil {
+		return sourceInfo{}, fmt.Errorf("source %s: cannot read the output of qemu-img info: %w", src, err)
+	}
+	if len(chain) == 0 {
+		return sourceInfo{}, fmt.Errorf("source %s: qemu-img info listed no image", src)
 	}
 	top := chain[0]
 	info := sourceInfo{Format: top.Format, VirtualSize: top.VirtualSize, Layers: len(chain)}

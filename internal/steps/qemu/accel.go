@@ -185,8 +185,7 @@ func runProbe(ctx context.Context, binary, accel, cpu string, timeout time.Durat
 			if !open {
 				// End of output: QEMU has exited or is exiting, without the line.
 				<-p.exited
-				_, werr := p.result()
-				return false, fmt.Sprintf("failed: QEMU exited (%v): %s", werr, firstLine(stderr.String())), nil
+				return false, probeExited(p, stderr), nil
 			}
 			switch {
 			case strings.Contains(line, probeWork):
@@ -200,7 +199,6 @@ func runProbe(ctx context.Context, binary, accel, cpu string, timeout time.Durat
 				return true, "reached 64-bit mode", nil
 			}
 		case <-p.exited:
-			_, werr := p.result()
 			if ctx.Err() != nil {
 				return false, "", fmt.Errorf("qemu: KVM probe: %w", ctx.Err())
 			}
@@ -210,7 +208,7 @@ func runProbe(ctx context.Context, binary, accel, cpu string, timeout time.Durat
 					return true, "reached 64-bit mode", nil
 				}
 			}
-			return false, fmt.Sprintf("failed: QEMU exited (%v): %s", werr, firstLine(stderr.String())), nil
+			return false, probeExited(p, stderr), nil
 		case <-tctx.Done():
 			p.kill()
 			<-p.exited
@@ -223,6 +221,11 @@ func runProbe(ctx context.Context, binary, accel, cpu string, timeout time.Durat
 			return false, fmt.Sprintf("%s within %s", reached, timeout), nil
 		}
 	}
+}
+
+// probeExited says why the probe failed when QEMU exited before reaching 64-bit mode.
+func probeExited(p *process, stderr *fsutil.TailBuffer) string {
+	return fmt.Sprintf("failed: QEMU exited (%v): %s", p.exitErr(), firstLine(stderr.String()))
 }
 
 // firstLine returns the first non-empty line of s, for a one-line warning.

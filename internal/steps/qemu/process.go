@@ -77,6 +77,18 @@ func (p *process) kill() {
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // ESRCH: it exited on its own meanwhile
 }
 
+// errExitedZero stands for cmd.Wait's nil error in messages about a QEMU that should not have exited.
+var errExitedZero = errors.New("exit status 0")
+
+// exitErr is cmd.Wait's error, or errExitedZero for a clean exit, for a message about an exit that came
+// too early; valid once exited is closed.
+func (p *process) exitErr() error {
+	if _, err := p.result(); err != nil {
+		return err
+	}
+	return errExitedZero
+}
+
 // result returns whether kill was used and cmd.Wait's error; valid once exited is closed.
 func (p *process) result() (killed bool, err error) {
 	p.mu.Lock()

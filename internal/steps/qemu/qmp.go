@@ -292,7 +292,7 @@ func (q *QMP) BlockdevSnapshot(ctx context.Context, device string, o Overlay) er
 	}
 	if err := q.Execute(ctx, "blockdev-snapshot", map[string]string{"node": device, "overlay": o.NodeName}, nil); err != nil {
 		if derr := q.Execute(ctx, "blockdev-del", map[string]string{"node-name": o.NodeName}, nil); derr != nil {
-			return fmt.Errorf("blockdev-snapshot: %w (and blockdev-del of the new node: %v)", err, derr)
+			return fmt.Errorf("blockdev-snapshot: %w (and blockdev-del of the new node: %w)", err, derr)
 		}
 		return fmt.Errorf("blockdev-snapshot: %w", err)
 	}

@@ -166,10 +166,9 @@ func (vm *VM) connectQMP(ctx context.Context) (*QMP, error) {
 		}
 		select {
 		case <-vm.proc.exited:
-			_, werr := vm.proc.result()
-			return nil, fmt.Errorf("QEMU exited at start (%v)", werr)
+			return nil, fmt.Errorf("QEMU exited at start (%w)", vm.proc.exitErr())
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no QMP answer on %s: %w (last error: %v)", vm.paths.qmp, ctx.Err(), err)
+			return nil, fmt.Errorf("no QMP answer on %s: %w (last error: %w)", vm.paths.qmp, ctx.Err(), err)
 		case <-tick.C:
 		}
 	}
