@@ -3,12 +3,9 @@
 package e2e
 
 import (
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -24,49 +21,17 @@ func (d *drill) withDir(t *testing.T, dir string) *drill {
 
 // Drill 3: two applies of the same configuration at once on one cache, and a third of a copy of it in
 // another folder. All exit 0 and end with the same correct output; every step is built once; the cache
-// verifies clean; no QEMU is left.
+// verifies clean; no QEMU is left. The three applies are the golden build the other drills start from.
 func TestDrill3ConcurrentApply(t *testing.T) {
-	d := newDrill(t, drillConfigOptions{})
-	// The source comes over loopback HTTP, so that the drill can count its downloads.
-	var mu sync.Mutex
-	downloads := 0
-	d.serveSource(t, func(w http.ResponseWriter, r *http.Request, path string) {
-		if r.Method == http.MethodGet {
-			mu.Lock()
-			downloads++
-			mu.Unlock()
-		}
-		http.ServeFile(w, r, path)
-	})
-	other := filepath.Join(t.TempDir(), "copy")
-	if out, err := exec.Command("cp", "-r", d.dir, other).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
+	golden(t)
+	b := goldenBuild
+	d := &drill{t: t, bin: drillBinary(t), img: drillImage(t), dir: b.dir, cache: b.cache, logs: b.logs, tests: true}
+	d2 := d.withDir(t, b.copyDir)
+	d2.tests = true
+	runs := b.runs
+	if b.downloads != 1 {
+		t.Errorf("the source was downloaded %d times, want once", b.downloads)
 	}
-	d2 := d.withDir(t, other)
-
-	type run struct {
-		name string
-		d    *drill
-		r    result
-		ev   []event
-	}
-	runs := []*run{{name: "A1", d: d}, {name: "A2", d: d}, {name: "B", d: d2}}
-	var wg sync.WaitGroup
-	for i, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i) * 200 * time.Millisecond) // the same second, not the same instant
-			r.r, r.ev = r.d.applyJSON(60 * time.Minute)
-		}()
-	}
-	wg.Wait()
-
-	mu.Lock()
-	if downloads != 1 {
-		t.Errorf("the source was downloaded %d times, want once", downloads)
-	}
-	mu.Unlock()
 	done := map[string][]string{} // step -> the runs that reported it done
 	for _, r := range runs {
 		if r.r.code != 0 {
@@ -93,7 +58,7 @@ func TestDrill3ConcurrentApply(t *testing.T) {
 				"and reused its result must report it cached", step, len(by), by, want)
 		}
 	}
-	if len(done) != 6 { // fetch, seed, boot, motd, cleanup, export (the test is skipped)
+	if len(done) != 7 { // fetch, seed, boot, motd, cleanup, export, test
 		t.Errorf("built steps: %v", done)
 	}
 

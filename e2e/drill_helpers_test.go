@@ -686,7 +686,26 @@ var (
 	goldenCache  string
 	goldenSHA    string
 	goldenOutput string // the output file of the golden build
+	// goldenBuild is how the golden build went, for drill 3, whose concurrent applies it is.
+	goldenBuild *concurrentBuild
 )
+
+// concurrentBuild is the golden build: two applies of the drill configuration at once on one cache and a
+// third of a copy of it in another folder, its source served over loopback HTTP so that downloads can be
+// counted. Drill 3 checks how they went; the other drills start from copies of its cache. (One full build
+// serves both, instead of one each: about 5 minutes of CI.)
+type concurrentBuild struct {
+	dir, copyDir, cache, logs string
+	runs                      []*concurrentRun
+	downloads                 int
+}
+
+type concurrentRun struct {
+	name string
+	dir  string
+	r    result
+	ev   []event
+}
 
 // golden returns a cache folder holding a complete build of the drill configuration, built once per test
 // run by the first drill that asks, and the sha256 of the output that build wrote.
@@ -707,16 +726,47 @@ func golden(t *testing.T) (string, string) {
 		}
 	}
 	writeDrillConfig(t, d.dir, d.img, drillConfigOptions{})
-	r, _ := d.applyJSON(40 * time.Minute)
-	if r.code != 0 {
-		t.Fatalf("the golden build failed: %s\n%s", r, r.stderr)
+	b := &concurrentBuild{dir: d.dir, copyDir: filepath.Join(base, "copy"), cache: d.cache, logs: d.logs}
+	var mu sync.Mutex
+	d.serveSource(t, func(w http.ResponseWriter, r *http.Request, path string) {
+		if r.Method == http.MethodGet {
+			mu.Lock()
+			b.downloads++
+			mu.Unlock()
+		}
+		http.ServeFile(w, r, path)
+	})
+	if out, err := exec.Command("cp", "-r", d.dir, b.copyDir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	d2 := d.withDir(t, b.copyDir)
+	d2.tests = true
+	b.runs = []*concurrentRun{{name: "A1", dir: d.dir}, {name: "A2", dir: d.dir}, {name: "B", dir: b.copyDir}}
+	var wg sync.WaitGroup
+	for i, r := range b.runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 200 * time.Millisecond) // the same second, not the same instant
+			rd := d
+			if r.dir == b.copyDir {
+				rd = d2
+			}
+			r.r, r.ev = rd.applyJSON(60 * time.Minute)
+		}()
+	}
+	wg.Wait()
+	for _, r := range b.runs {
+		if r.r.code != 0 {
+			t.Fatalf("the golden build (apply %s) failed: %s\n%s", r.name, r.r, r.r.stderr)
+		}
 	}
 	sha := checkOutputs(t, d.outDir())
 	checkVerified(t, d.outDir())
 	if t.Failed() {
 		t.FailNow()
 	}
-	goldenCache, goldenSHA, goldenOutput = d.cache, sha, filepath.Join(d.outDir(), drillOutput)
+	goldenCache, goldenSHA, goldenOutput, goldenBuild = d.cache, sha, filepath.Join(d.outDir(), drillOutput), b
 	return goldenCache, goldenSHA
 }
 
