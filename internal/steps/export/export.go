@@ -280,7 +280,10 @@ func (x *exporter) flattenAndCompress(ctx context.Context, out *workFile, res *R
 // sample of the intermediate file, or failing that from the ratio so far.
 func (x *exporter) estimateOutput(intermediate string, c compressed) int64 {
 	n, err := estimateCompressed(intermediate, x.req.Level)
-	if err != nil || n <= 0 {
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("%s holds no data to sample", intermediate)
+	}
+	if err != nil {
 		x.env.logf("cannot estimate the compressed size: %v", err)
 		if c.consumed > 0 {
 			n = int64(float64(c.size) * float64(c.input) / float64(c.consumed))
