@@ -1,0 +1,427 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"gitlab.com/imgform/imgform/internal/step"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
+)
+
+var errBoom = errors.New("boom")
+
+func provision() guestKind { return guestKind{name: "provision"} }
+func boot() bootKind       { return bootKind{guestKind{name: "boot"}, true} }
+
+// fails runs the step's work, then fails.
+func fails() guestKind {
+	return guestKind{name: "provision", run: func(ctx context.Context, g *step.GuestEnv, s *step.Step) error {
+		if err := work(ctx, g, s); err != nil {
+			return err
+		}
+		return errBoom
+	}}
+}
+
+// startA is the events of a session up to the end of its first step a, which is done.
+var startA = []string{
+	"started a", "begin a", "boot", "sh work a", "output a: worked in /config as imgform-build", "done a",
+}
+
+// cut is the events of cutting the layer of step prev (its step is done) for step next, which then runs.
+func cut(prev, next string) []string {
+	return []string{
+		"sh sync (sudo)", "begin " + next, "snapshot " + next, "commit " + prev,
+		"started " + next, "sh work " + next, "output " + next + ": worked in /config as imgform-build",
+	}
+}
+
+// TestSessionCutsLayers runs three steps and checks what the session asked of the machine and the store,
+// in order, and the layer chain it left in the store.
+func TestSessionCutsLayers(t *testing.T) {
+	tests := map[string]struct {
+		last      step.Kind
+		powersOff bool     // Stop is told to wait for the guest to power off
+		end       []string // the events after step c's run
+	}{
+		"shut down after a provisioner": {
+			last: provision(),
+			end:  []string{"sh sync (sudo)", "stop powersOff=false", "done c", "commit c", "kill"},
+		},
+		"wait for a power-off": {
+			last:      offKind{guestKind{name: "cleanup"}, true},
+			powersOff: true,
+			end:       []string{"stop powersOff=true", "done c", "commit c", "kill"},
+		},
+		"shut down after a power-off kind that stays on": {
+			last: offKind{guestKind{name: "cleanup"}, false},
+			end:  []string{"sh sync (sudo)", "stop powersOff=false", "done c", "commit c", "kill"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := newSession(t, boot(), provision(), tc.last)
+			if err := s.run(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want := slices.Concat(startA, cut("a", "b"), []string{"done b"}, cut("b", "c"), tc.end)
+			if got := s.ev.list(); !slices.Equal(got, want) {
+				t.Errorf("events:\n got %q\nwant %q", got, want)
+			}
+			if want := []stopCall{{shutdownWait, tc.powersOff}}; !slices.Equal(s.m.stops, want) {
+				t.Errorf("Stop calls %v, want %v", s.m.stops, want)
+			}
+			if want := filepath.Join(s.dirs["a"], step.LayerFile); len(s.specs) != 1 || s.specs[0].Disk != want {
+				t.Errorf("booted %+v, want one boot on %s", s.specs, want)
+			}
+			checkChain(t, s, "a", "b", "c")
+			if l := s.leftovers(); len(l) > 0 {
+				t.Errorf("leftover folders in the store: %q", l)
+			}
+		})
+	}
+}
+
+// checkChain checks the committed layers of the named steps, in order over the source disk: each is a
+// qcow2 file of the disk size whose backing file is the layer below by its path relative to the layer's
+// folder, and holds the build key, the host keys and the machine-id of the session.
+func checkChain(t *testing.T, s *sessionTest, names ...string) {
+	t.Helper()
+	ctx := t.Context()
+	below, belowFormat := s.base.Path("disk.raw"), "raw"
+	var top string
+	parent := s.job.Steps[0].Parent.Key
+	for _, name := range names {
+		obj := s.committed(name)
+		if obj == nil {
+			t.Fatalf("step %s: no layer in the store", name)
+		}
+		if obj.Parent != parent {
+			t.Errorf("step %s: parent %s in the store, want %s", name, obj.Parent.Short(), parent.Short())
+		}
+		top = obj.Path(step.LayerFile)
+		info, err := qemu.Info(ctx, top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBacking, err := filepath.Rel(obj.Dir(), below)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Format != "qcow2" || info.BackingFilename != wantBacking || info.BackingFormat != belowFormat ||
+			info.VirtualSize != diskSize {
+			t.Errorf("step %s: layer %+v, want qcow2 of %d bytes over %s (%s)", name, info, diskSize, wantBacking, belowFormat)
+		}
+		for file, want := range map[string]string{
+			step.BuildKeyFile: seedKey, step.HostKeysFile: fakeHostKeys, step.MachineIDFile: fakeID + "\n",
+		} {
+			if got, err := os.ReadFile(obj.Path(file)); err != nil || string(got) != want {
+				t.Errorf("step %s: %s is %q (%v), want %q", name, file, got, err, want)
+			}
+		}
+		below, belowFormat, parent = top, "qcow2", obj.Key
+	}
+	// The relative paths lead from the top layer down to the source.
+	chain, err := qemu.BackingChain(ctx, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, img := range chain {
+		got = append(got, filepath.Clean(img.Filename))
+	}
+	var want []string
+	for _, name := range slices.Backward(names) {
+		want = append(want, s.committed(name).Path(step.LayerFile))
+	}
+	want = append(want, s.base.Path("disk.raw"))
+	if !slices.Equal(got, want) {
+		t.Errorf("backing chain\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestSessionFailure checks that a session that fails keeps the layers of the steps that finished, throws
+// away the rest, runs no step after the failed one, kills the machine and names the failed step.
+func TestSessionFailure(t *testing.T) {
+	tests := map[string]struct {
+		kinds     []step.Kind // default: boot, provision, provision
+		setup     func(s *sessionTest)
+		events    []string
+		committed []string
+		err       string // in the error's text
+		is        error  // wrapped by the error
+	}{
+		"step fails": {
+			kinds:     []step.Kind{boot(), fails(), provision()},
+			events:    slices.Concat(startA, cut("a", "b"), []string{"kill"}),
+			committed: []string{"a"},
+			err:       `provision "b": boom`,
+			is:        errBoom,
+		},
+		"last step fails": {
+			kinds:     []step.Kind{boot(), provision(), fails()},
+			events:    slices.Concat(startA, cut("a", "b"), []string{"done b"}, cut("b", "c"), []string{"kill"}),
+			committed: []string{"a", "b"},
+			err:       `provision "c": boom`,
+			is:        errBoom,
+		},
+		"commit fails": {
+			setup:  func(s *sessionTest) { s.commitFails = "a" },
+			events: slices.Concat(startA, []string{"sh sync (sudo)", "begin b", "snapshot b", "commit a", "kill"}),
+			err:    `boot "a": committing the layer: commit `,
+		},
+		"sync before the cut fails": {
+			setup:  func(s *sessionTest) { s.m.fail["sh sync"] = errBoom },
+			events: slices.Concat(startA, []string{"sh sync (sudo)", "kill"}),
+			err:    `boot "a": sync before cutting the layer: boom`,
+			is:     errBoom,
+		},
+		"snapshot fails": {
+			setup:  func(s *sessionTest) { s.m.fail["snapshot"] = errBoom },
+			events: slices.Concat(startA, []string{"sh sync (sudo)", "begin b", "snapshot b", "kill"}),
+			err:    `boot "a": boom`,
+			is:     errBoom,
+		},
+		"sync before the shutdown fails": {
+			kinds:  []step.Kind{boot()},
+			setup:  func(s *sessionTest) { s.m.fail["sh sync"] = errBoom },
+			events: slices.Concat(startA[:len(startA)-1], []string{"sh sync (sudo)", "kill"}),
+			err:    `boot "a": sync: boom`,
+			is:     errBoom,
+		},
+		"shutdown fails": {
+			setup: func(s *sessionTest) { s.m.fail["stop"] = errBoom },
+			events: slices.Concat(startA, cut("a", "b"), []string{"done b"}, cut("b", "c"),
+				[]string{"sh sync (sudo)", "stop powersOff=false", "kill"}),
+			committed: []string{"a", "b"},
+			err:       `provision "c": shutting down the VM: boom`,
+			is:        errBoom,
+		},
+		"boot fails": {
+			setup:  func(s *sessionTest) { s.bootErr = errBoom },
+			events: []string{"started a", "begin a", "boot"},
+			err:    `boot "a": boom`,
+			is:     errBoom,
+		},
+		"step does not run in the guest": {
+			kinds:     []step.Kind{boot(), hostKind{}, provision()},
+			events:    slices.Concat(startA, []string{"sh sync (sudo)", "begin b", "snapshot b", "commit a", "started b", "kill"}),
+			committed: []string{"a"},
+			err:       `seed "b": step kind "seed" does not run in the guest`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			kinds := tc.kinds
+			if kinds == nil {
+				kinds = []step.Kind{boot(), provision(), provision()}
+			}
+			s := newSession(t, kinds...)
+			if tc.setup != nil {
+				tc.setup(s)
+			}
+			err := s.run(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("error %v, want one with %q", err, tc.err)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v does not wrap %v", err, tc.is)
+			}
+			if got := s.ev.list(); !slices.Equal(got, tc.events) {
+				t.Errorf("events:\n got %q\nwant %q", got, tc.events)
+			}
+			checkStored(t, s, tc.committed)
+		})
+	}
+}
+
+// checkStored checks that the store holds the layers of the named steps, of no other step of the job, and
+// no folder of an unfinished write.
+func checkStored(t *testing.T, s *sessionTest, committed []string) {
+	t.Helper()
+	for _, st := range s.job.Steps {
+		name := st.Addr.Name
+		if got, want := s.committed(name) != nil, slices.Contains(committed, name); got != want {
+			t.Errorf("step %s: layer in the store %t, want %t", name, got, want)
+		}
+	}
+	if len(committed) > 0 {
+		checkChain(t, s, committed...)
+	}
+	if l := s.leftovers(); len(l) > 0 {
+		t.Errorf("leftover folders in the store: %q", l)
+	}
+}
+
+// TestSessionCancel cancels the context while step b runs: a is kept, b thrown away, c never starts.
+func TestSessionCancel(t *testing.T) {
+	running := make(chan struct{})
+	blocks := guestKind{name: "provision", run: func(ctx context.Context, g *step.GuestEnv, s *step.Step) error {
+		if err := work(ctx, g, s); err != nil {
+			return err
+		}
+		close(running)
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	s := newSession(t, boot(), blocks, provision())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		<-running
+		cancel()
+	}()
+	err := s.run(ctx)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), `provision "b"`) {
+		t.Errorf("error %v, want one naming provision \"b\" and wrapping context.Canceled", err)
+	}
+	if got, want := s.ev.list(), slices.Concat(startA, cut("a", "b"), []string{"kill"}); !slices.Equal(got, want) {
+		t.Errorf("events:\n got %q\nwant %q", got, want)
+	}
+	checkStored(t, s, []string{"a"})
+}
+
+// TestSessionBootSpec checks what the machine boots with: a new chain logs in with the seed's build key and
+// pins the host keys of the first boot; a chain resumed from a cached layer logs in with that layer's build
+// key and pins its host keys.
+func TestSessionBootSpec(t *testing.T) {
+	cached := map[string]string{step.BuildKeyFile: cachedKey, step.HostKeysFile: cachedHost}
+	tests := map[string]struct {
+		first  step.Kind
+		cached map[string]string // resume from a cached layer with these files
+		setup  func(s *sessionTest)
+		want   bootSpec // without Job and Disk
+		size   int64    // of the layers
+		err    string   // in the error's text; nothing is stored then
+		hint   string   // also in the error's text
+	}{
+		"new chain": {
+			first: boot(),
+			want:  bootSpec{FirstBoot: true, BuildKey: []byte(seedKey)},
+			size:  diskSize,
+		},
+		"resumed chain": {
+			first:  provision(),
+			cached: cached,
+			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost)},
+			size:   baseSize,
+		},
+		"booter that does not start a chain": {
+			first:  bootKind{guestKind{name: "boot"}, false},
+			cached: cached,
+			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost)},
+			size:   baseSize,
+		},
+		"new chain without a seed": {
+			first: boot(),
+			setup: func(s *sessionTest) { s.job.Uses = nil },
+			err:   `boot "a": no seed among the results the first boot uses`,
+		},
+		"resumed chain without host keys": {
+			first:  provision(),
+			cached: map[string]string{step.BuildKeyFile: cachedKey},
+			err:    "the cached layer img/provision/cached has no recorded host keys to pin",
+			hint:   "remove it with imgform cache verify -remove",
+		},
+		"resumed chain without a build key": {
+			first:  provision(),
+			cached: map[string]string{step.HostKeysFile: cachedHost},
+			err:    `provision "a": the build key of image "img"`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := newSession(t, tc.first, provision())
+			if tc.cached != nil {
+				s.resume(tc.cached)
+			}
+			if tc.setup != nil {
+				tc.setup(s)
+			}
+			err := s.run(t.Context())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), tc.hint) {
+					t.Errorf("error %v, want one with %q and %q", err, tc.err, tc.hint)
+				}
+				if len(s.specs) > 0 {
+					t.Errorf("booted %+v after the error", s.specs)
+				}
+				checkStored(t, s, nil)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.specs) != 1 {
+				t.Fatalf("%d boots, want 1", len(s.specs))
+			}
+			got := s.specs[0]
+			if got.Job != s.job || got.Disk != filepath.Join(s.dirs["a"], step.LayerFile) {
+				t.Errorf("booted job %p on %s, want job %p on the first layer", got.Job, got.Disk, s.job)
+			}
+			got.Job, got.Disk = nil, ""
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("boot spec %+v, want %+v", got, tc.want)
+			}
+			// Every layer is made with the key the session logged in with, at the size of the first one.
+			for _, name := range []string{"a", "b"} {
+				obj := s.committed(name)
+				if obj == nil {
+					t.Fatalf("step %s: no layer in the store", name)
+				}
+				if key, err := os.ReadFile(obj.Path(step.BuildKeyFile)); err != nil || string(key) != string(tc.want.BuildKey) {
+					t.Errorf("step %s: build key %q (%v), want %q", name, key, err, tc.want.BuildKey)
+				}
+				info, err := qemu.Info(t.Context(), obj.Path(step.LayerFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.VirtualSize != tc.size {
+					t.Errorf("step %s: virtual size %d, want %d", name, info.VirtualSize, tc.size)
+				}
+			}
+			// The first layer is over the base disk.
+			a := s.committed("a")
+			wantBacking, err := filepath.Rel(a.Dir(), s.job.Base.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := qemu.Info(t.Context(), a.Path(step.LayerFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.BackingFilename != wantBacking || info.BackingFormat != s.job.Base.Format {
+				t.Errorf("first layer over %s (%s), want %s (%s)", info.BackingFilename, info.BackingFormat, wantBacking, s.job.Base.Format)
+			}
+		})
+	}
+}
+
+// TestSessionWithoutHostKeys checks that a layer records no host keys or machine-id when the machine has
+// none, rather than empty files.
+func TestSessionWithoutHostKeys(t *testing.T) {
+	s := newSession(t, boot(), provision())
+	s.m.hostKeys, s.m.machineID = nil, ""
+	if err := s.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		obj := s.committed(name)
+		if obj == nil {
+			t.Fatalf("step %s: no layer in the store", name)
+		}
+		var files []string
+		for _, f := range obj.Files {
+			files = append(files, f.Name)
+		}
+		if want := []string{step.BuildKeyFile, step.LayerFile}; !slices.Equal(files, want) {
+			t.Errorf("step %s: files %q, want %q", name, files, want)
+		}
+	}
+}
