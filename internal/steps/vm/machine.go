@@ -44,7 +44,7 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 		hk = ssh.PinKeys(keys...)
 	}
 	qm := &qemuMachine{}
-	if qm.vm, err = startVM(ctx, r.resolve, job.Message, m, spec.Disk, seedObject(job.Uses).Path(step.SeedFile), job.WorkDir, ""); err != nil {
+	if qm.vm, err = startVM(ctx, r.resolve, job.Message, m, spec.Disk, spec.Seed, job.WorkDir, ""); err != nil {
 		return nil, err
 	}
 	if spec.FirstBoot {

@@ -81,6 +81,7 @@ type machine interface {
 type bootSpec struct {
 	Job  *step.SessionJob
 	Disk string // the first layer, over the base
+	Seed string // the cidata ISO
 	// FirstBoot: pin the host keys cloud-init prints on the console; otherwise pin HostKeys.
 	FirstBoot bool
 	BuildKey  []byte
@@ -109,6 +110,9 @@ type session struct {
 // VM runs on in a new layer), so a failure or a crash later keeps every finished step. The last layer is
 // committed once QEMU has exited.
 func (r *Runner) RunSession(ctx context.Context, job *step.SessionJob) (err error) {
+	if len(job.Steps) == 0 {
+		return nil
+	}
 	s := &session{job: job}
 	defer func() {
 		if s.m != nil {
@@ -155,14 +159,16 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	first := job.Steps[0]
 	b, firstBoot := first.Kind.(step.Booter)
 	firstBoot = firstBoot && b.StartsChain()
-	spec := bootSpec{Job: job, FirstBoot: firstBoot}
+	// The seed is attached on every boot, also when resuming, so that cloud-init sees the same instance.
+	seedObj := seedObject(job.Uses)
+	if seedObj == nil {
+		return errors.New("no seed among the results the session uses")
+	}
+	spec := bootSpec{Job: job, FirstBoot: firstBoot, Seed: seedObj.Path(step.SeedFile)}
 	// A new chain logs in with the seed's key; a resumed one with the key its layers were built with.
 	keyFrom := job.BaseObject
 	if firstBoot {
-		keyFrom = seedObject(job.Uses)
-		if keyFrom == nil {
-			return errors.New("no seed among the results the first boot uses")
-		}
+		keyFrom = seedObj
 	}
 	var err error
 	if s.buildKey, err = os.ReadFile(keyFrom.Path(step.BuildKeyFile)); err != nil {
@@ -310,7 +316,8 @@ func (s *session) commit(l *layer) error {
 		}
 	}
 	if err := s.job.Commit(l.step, l.w); err != nil {
-		return fmt.Errorf("committing the layer: %w", err)
+		// Abort is a no-op once the writer committed; it frees a writer the callback never committed.
+		return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())
 	}
 	return nil
 }

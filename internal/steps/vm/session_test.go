@@ -321,7 +321,7 @@ func TestSessionBootSpec(t *testing.T) {
 		"new chain without a seed": {
 			first: boot(),
 			setup: func(s *sessionTest) { s.job.Uses = nil },
-			err:   `boot "a": no seed among the results the first boot uses`,
+			err:   `boot "a": no seed among the results the session uses`,
 		},
 		"resumed chain without host keys": {
 			first:  provision(),
@@ -365,7 +365,10 @@ func TestSessionBootSpec(t *testing.T) {
 			if got.Job != s.job || got.Disk != filepath.Join(s.dirs["a"], step.LayerFile) {
 				t.Errorf("booted job %p on %s, want job %p on the first layer", got.Job, got.Disk, s.job)
 			}
-			got.Job, got.Disk = nil, ""
+			if filepath.Base(got.Seed) != step.SeedFile || !strings.HasPrefix(got.Seed, s.store.Dir()) {
+				t.Errorf("booted with seed %q, want the seed object's %s", got.Seed, step.SeedFile)
+			}
+			got.Job, got.Disk, got.Seed = nil, "", ""
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("boot spec %+v, want %+v", got, tc.want)
 			}
