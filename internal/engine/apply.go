@@ -211,7 +211,7 @@ func (a *applier) finish(s *step.Step, status StepStatus, err error) {
 		}
 	}
 	if err != nil {
-		err = redactError(err, a.cfg.Redact)
+		err = a.cfg.RedactError(err)
 	}
 	a.e.hooks().StepFinished(a.p.rows[s], status, elapsed, err)
 }
@@ -259,18 +259,4 @@ func (a *applier) units() []*unit {
 		}
 	}
 	return units
-}
-
-// redactedError shows a redacted message and keeps the chain, so errors.Is and errors.As still see the
-// cause (a ConfigError, a cancellation).
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func redactError(err error, redact func(string) string) error {
-	return &redactedError{msg: redact(err.Error()), err: err}
 }

@@ -22,7 +22,7 @@ var (
 )
 
 func (Kind) Name() string                            { return "seed" }
-func (Kind) Version() int                            { return 1 }
+func (Kind) Version() int                            { return seedlib.FormatVersion }
 func (Kind) Class() step.Class                       { return step.Prepare }
 func (Kind) Instances(*config.Image) []step.Instance { return []step.Instance{{}} }
 
