@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/export"
 )
 
