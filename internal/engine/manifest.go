@@ -133,6 +133,6 @@ func (a *applier) cachedReport(test *step.Step) *step.TestReport {
 }
 
 func (a *applier) manifestSource(img *config.Image) export.ManifestSource {
-	sum, _ := a.p.kc.Shared.SourceChecksum(img.Name)
+	sum, _ := a.p.shared.SourceChecksum(img.Name)
 	return export.ManifestSource{URL: a.cfg.Redact(img.Source.URL), Path: img.Source.Path, Image: img.Source.Image, Checksum: sum}
 }

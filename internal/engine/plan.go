@@ -89,7 +89,8 @@ type planned struct {
 	run     map[*step.Step]bool
 	skipped map[*step.Step]bool // left out by -skip-tests
 	rows    map[*step.Step]*StepPlan
-	kc      *step.KeyContext
+	// shared carries what the kinds worked out while keying (a resolved source checksum) to their runs.
+	shared *step.Shared
 }
 
 // makePlan computes every key, looks each up and decides what runs. It downloads nothing but sums files.
@@ -116,7 +117,7 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, er
 	if err != nil {
 		return nil, err
 	}
-	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, run: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, kc: kc}
+	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, run: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, shared: kc.Shared}
 	for _, s := range g.Steps {
 		ok, err := e.present(cfg, s, rec)
 		if err != nil {

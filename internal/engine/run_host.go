@@ -24,7 +24,7 @@ func (a *applier) runHost(ctx context.Context, s *step.Step) error {
 	}
 	row := a.p.rows[s]
 	env := &step.Env{
-		Config: a.cfg, Store: a.e.Store, Shared: a.p.kc.Shared, Machines: a.e.Machines,
+		Config: a.cfg, Store: a.e.Store, Shared: a.p.shared, Machines: a.e.Machines,
 		LockOptions: a.lockOptions,
 		VerifyChain: a.verifyChain,
 		SetData:     func(data any) { a.setData(s, data) },
