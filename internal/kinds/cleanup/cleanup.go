@@ -31,7 +31,7 @@ func (Kind) PowersOff() bool                         { return true }
 // change of what it does needs no bump.
 func (Kind) Version() int { return 2 }
 
-func script(img *config.Image) string {
+func scriptOf(img *config.Image) string {
 	return cleanuplib.Script(cleanuplib.Options{Cleanup: img.Cleanup, BuildUser: step.BuildUserName, Networks: img.Networks})
 }
 
@@ -44,7 +44,7 @@ func (Kind) Key(_ context.Context, _ *step.KeyContext, s *step.Step, b *step.Key
 	}{c.CloudInit, c.MachineID, c.SSHHostKeys, c.Resolved, c.Logs, c.AptLists, c.Trim, c.ZeroFreeSpace}); err != nil {
 		return err
 	}
-	b.Script("cleanup script", script(s.Image))
+	b.Script("cleanup script", scriptOf(s.Image))
 	refs := [][]string{c.VarRefs}
 	for _, n := range s.Image.Networks {
 		refs = append(refs, n.VarRefs)
@@ -65,7 +65,7 @@ func (Kind) Explain(in step.Input) string {
 // has exited.
 func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error {
 	out := &step.LineTail{Emit: g.Output}
-	code, err := g.Shell.Run(ctx, script(s.Image), ssh.RunOptions{Sudo: true, Stdout: out, Stderr: out})
+	code, err := g.Shell.Run(ctx, scriptOf(s.Image), ssh.RunOptions{Sudo: true, Stdout: out, Stderr: out})
 	if err != nil {
 		return err
 	}

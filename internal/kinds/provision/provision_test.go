@@ -1,0 +1,96 @@
+package provision
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/step"
+	"gitlab.com/imgform/imgform/internal/step/steptest"
+)
+
+func run(t *testing.T, p *config.Provisioner, sh *steptest.Shell) (error, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "motd"), []byte("welcome\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "setup.sh"), []byte("#!/bin/sh\necho setup\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: p.Name}, Kind: Kind{}, Config: p}
+	err := Kind{}.RunGuest(context.Background(), &step.GuestEnv{Shell: sh, ConfigDir: dir, BuildUser: step.BuildUserName,
+		Output: func(l string) { lines = append(lines, l) },
+		Redact: func(s string) string { return strings.ReplaceAll(s, "hunter2", "(sensitive)") }}, s)
+	return err, lines
+}
+
+// Files go up first with their mode and owner, then the script is uploaded and run by path with the block's
+// environment and sudo, its output streamed line by line.
+func TestRunGuestUploadsThenRuns(t *testing.T) {
+	sh := &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) { return "one\ntwo\n", 0, nil }}
+	p := &config.Provisioner{Name: "setup", Script: "setup.sh", Sudo: true, Timeout: time.Minute,
+		Environment: map[string]string{"A": "1"},
+		Uploads: []*config.Upload{
+			{Source: "motd", Destination: "/etc/motd", Mode: "0640", Owner: "root:adm"},
+			{Content: "x=1\n", HasContent: true, Destination: "/etc/x.conf"},
+		}}
+	err, lines := run(t, p, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sh.Uploads) != 3 {
+		t.Fatalf("uploads %+v", sh.Uploads)
+	}
+	if u := sh.Uploads[0]; u.Dest != "/etc/motd" || u.Content != "welcome\n" || u.Opts.Mode != 0o640 || u.Opts.Owner != "root:adm" || !u.Opts.Sudo {
+		t.Errorf("first upload %+v", u)
+	}
+	if u := sh.Uploads[1]; u.Dest != "/etc/x.conf" || u.Content != "x=1\n" {
+		t.Errorf("content upload %+v", u)
+	}
+	if u := sh.Uploads[2]; u.Dest != "/tmp/imgform-provision-setup" || !strings.Contains(u.Content, "echo setup") || u.Opts.Mode != 0o700 {
+		t.Errorf("script upload %+v", u)
+	}
+	if len(sh.Runs) != 1 || !strings.HasPrefix(sh.Runs[0].Cmd, "/tmp/imgform-provision-setup;") || !sh.Runs[0].Opts.Sudo || sh.Runs[0].Opts.Env["A"] != "1" {
+		t.Errorf("runs %+v", sh.Runs)
+	}
+	if strings.Join(lines, "|") != "one|two" {
+		t.Errorf("output lines %q", lines)
+	}
+}
+
+// A non-zero exit fails the step with the last output, redacted; a bad mode fails before anything runs.
+func TestRunGuestFailures(t *testing.T) {
+	sh := &steptest.Shell{Reply: func(context.Context, string) (string, int, error) { return "password hunter2 refused\n", 3, nil }}
+	err, _ := run(t, &config.Provisioner{Name: "x", Inline: []string{"false"}, Timeout: time.Minute}, sh)
+	if err == nil || !strings.Contains(err.Error(), "exited with status 3") || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "(sensitive) refused") {
+		t.Errorf("error %v", err)
+	}
+	if sh.Runs[0].Cmd != "set -e\nfalse" {
+		t.Errorf("inline command %q", sh.Runs[0].Cmd)
+	}
+
+	sh = &steptest.Shell{}
+	err, _ = run(t, &config.Provisioner{Name: "x", Inline: []string{"true"}, Timeout: time.Minute,
+		Uploads: []*config.Upload{{Content: "x", HasContent: true, Destination: "/x", Mode: "9z"}}}, sh)
+	if err == nil || !strings.Contains(err.Error(), `mode "9z"`) || len(sh.Runs) != 0 {
+		t.Errorf("bad mode: %v, runs %+v", err, sh.Runs)
+	}
+}
+
+// The provisioner's timeout ends a command that hangs, with a hint to raise it.
+func TestRunGuestTimeout(t *testing.T) {
+	sh := &steptest.Shell{Reply: func(ctx context.Context, _ string) (string, int, error) {
+		<-ctx.Done()
+		return "", -1, ctx.Err()
+	}}
+	err, _ := run(t, &config.Provisioner{Name: "x", Inline: []string{"sleep 1000"}, Timeout: 50 * time.Millisecond}, sh)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 50ms (raise the provisioner's timeout)") {
+		t.Errorf("error %v", err)
+	}
+}
