@@ -1,0 +1,85 @@
+package step
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/state"
+)
+
+type fakeKind struct{ version int }
+
+func (fakeKind) Name() string                                               { return "fake" }
+func (k fakeKind) Version() int                                             { return k.version }
+func (fakeKind) Class() Class                                               { return Guest }
+func (fakeKind) Instances(*config.Image) []Instance                         { return nil }
+func (fakeKind) Key(context.Context, *KeyContext, *Step, *KeyBuilder) error { return nil }
+
+func keyOf(t *testing.T, kc *KeyContext, k Kind, add func(b *KeyBuilder)) (state.Key, []Input) {
+	t.Helper()
+	b := NewKeyBuilder(kc, &Step{Addr: Address{Image: "img", Kind: k.Name()}, Kind: k})
+	add(b)
+	return b.Sum()
+}
+
+func testContext(salt string) *KeyContext {
+	return &KeyContext{Salt: []byte(salt), Config: &config.Config{Variables: map[string]*config.Variable{
+		"password": {Name: "password", Sensitive: true, Type: cty.String, Value: cty.StringVal("hunter2")},
+		"packages": {Name: "packages", Type: cty.String, Value: cty.StringVal("curl")},
+	}}}
+}
+
+// Parts are length-prefixed: moving bytes from one part's name or data to the next gives another key. The
+// kind's version is in every key; explanation-only inputs are not.
+func TestKeyParts(t *testing.T) {
+	kc := testContext("salt")
+	base, _ := keyOf(t, kc, fakeKind{1}, func(b *KeyBuilder) { b.Add(InputConfig, "ab", []byte("c")) })
+	for name, tc := range map[string]struct {
+		kind Kind
+		add  func(b *KeyBuilder)
+		same bool
+	}{
+		"shifted byte":    {fakeKind{1}, func(b *KeyBuilder) { b.Add(InputConfig, "a", []byte("bc")) }, false},
+		"other version":   {fakeKind{2}, func(b *KeyBuilder) { b.Add(InputConfig, "ab", []byte("c")) }, false},
+		"other type only": {fakeKind{1}, func(b *KeyBuilder) { b.Add(InputScript, "ab", []byte("c")) }, true},
+		"with variables":  {fakeKind{1}, func(b *KeyBuilder) { b.Add(InputConfig, "ab", []byte("c")); b.Variables([]string{"packages"}) }, true},
+	} {
+		k, _ := keyOf(t, kc, tc.kind, tc.add)
+		if (k == base) != tc.same {
+			t.Errorf("%s: same key %t, want %t", name, k == base, tc.same)
+		}
+	}
+}
+
+// Inputs are typed and sorted; a step input carries its address; a sensitive variable's digest is keyed by
+// the store's salt, a plain one is not.
+func TestKeyInputs(t *testing.T) {
+	dep := &Step{Addr: Address{Image: "img", Kind: "boot"}, Key: state.Key{7}}
+	add := func(b *KeyBuilder) {
+		b.Step(dep)
+		b.Script("cleanup script", "rm -rf /x")
+		b.Variables([]string{"password", "packages", "password", "unknown"})
+	}
+	_, in1 := keyOf(t, testContext("one"), fakeKind{1}, add)
+	_, in2 := keyOf(t, testContext("two"), fakeKind{1}, add)
+	var names []string
+	for _, in := range in1 {
+		names = append(names, string(in.Type)+":"+in.Name)
+	}
+	if got := strings.Join(names, " "); got != "script:cleanup script kind:kind step:step img/boot variable:variable packages variable:variable password" {
+		t.Errorf("inputs %s", got)
+	}
+	if in1[2].Step == nil || *in1[2].Step != dep.Addr || in1[2].Digest != Digest([]byte(dep.Key.String())) {
+		t.Errorf("step input %+v", in1[2])
+	}
+	if in1[3].Digest != in2[3].Digest || !in1[3].Explain {
+		t.Errorf("plain variable: %s and %s with other salts, explain %t", in1[3].Digest, in2[3].Digest, in1[3].Explain)
+	}
+	if in1[4].Digest == in2[4].Digest || in1[4].Digest == Digest([]byte(`"hunter2"`)) {
+		t.Errorf("sensitive variable digest %s is not keyed by the salt", in1[4].Digest)
+	}
+}
