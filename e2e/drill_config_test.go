@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -187,6 +188,36 @@ func TestDrill6ConfigErrors(t *testing.T) {
 		setVars(path, "sha256:"+hex.EncodeToString(sum[:]))
 		check(t, "sector-sized text source", want{contains: []string{"notes.img", "not a disk image"}})
 	})
+	// Issue 12: a mirror (which also serves the sums file, so the checksum matches) hands out a qcow2 image
+	// whose header names a file of the build host. QEMU would open that file and the export would copy its
+	// bytes into the image; imgform refuses the source at the fetch, before any qemu tool opens it.
+	for name, opts := range map[string][]string{
+		"a backing file":        {"-b", "/etc/hostname", "-F", "raw"},
+		"an external data file": {"-o", "data_file=/etc/hostname,data_file_raw=on"},
+	} {
+		t.Run("hostile source with "+name, func(t *testing.T) {
+			defer restore()
+			evilDir := t.TempDir()
+			evil := filepath.Join(evilDir, "evil.qcow2")
+			args := append(append([]string{"create", "-q", "-f", "qcow2"}, opts...), evil, "2G")
+			if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+			}
+			data, err := os.ReadFile(evil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			if err := os.WriteFile(filepath.Join(evilDir, "SHA256SUMS"), []byte(hex.EncodeToString(sum[:])+"  evil.qcow2\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			evilSrv := httptest.NewServer(http.FileServer(http.Dir(evilDir)))
+			defer evilSrv.Close()
+			setVars(evilSrv.URL+"/evil.qcow2", "file:"+evilSrv.URL+"/SHA256SUMS")
+			check(t, "hostile source ("+name+")", want{contains: []string{"fetch", "QEMU would read", "qemu-img convert -O qcow2"}})
+			noQEMU(t, d.cache, 10*time.Second)
+		})
+	}
 	t.Run("disk_size smaller than the source", func(t *testing.T) {
 		defer restore()
 		changed := strings.Replace(string(original), `disk_size   = "4GiB"`, `disk_size   = "1GiB"`, 1)

@@ -338,3 +338,37 @@ func TestWarnOnce(t *testing.T) {
 		t.Errorf("messages %q, want each once", rec.messages)
 	}
 }
+
+// A source whose qcow2 header names a file of the build host (a backing file, an external data file) is
+// refused at the fetch, before QEMU or qemu-img opens it: nothing is stored and no VM starts.
+func TestHostileSourceRefused(t *testing.T) {
+	requireTools(t)
+	for name, opts := range map[string][]string{
+		"backing file":       {"-b", "/etc/hostname", "-F", "raw"},
+		"external data file": {"-o", "data_file=/etc/hostname,data_file_raw=on"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			te := newTestEnv(t)
+			te.writeBase()
+			src := filepath.Join(te.dir, "disk.raw")
+			if err := os.Remove(src); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"create", "-q", "-f", "qcow2"}, opts...)
+			if err := run(context.Background(), te.dir, "qemu-img", append(args, src, "64M")...); err != nil {
+				t.Fatal(err)
+			}
+			_, rec, err := te.apply(te.load())
+			if err == nil || !strings.Contains(err.Error(), "QEMU would read") || !strings.Contains(err.Error(), "qemu-img convert") {
+				t.Fatalf("apply error %v, want the refusal of a source that names a host file", err)
+			}
+			if rec.finished["base/fetch"] != StatusFailed || te.guest.starts.Load() != 0 {
+				t.Errorf("fetch %s, %d VM sessions", rec.finished["base/fetch"], te.guest.starts.Load())
+			}
+			p := te.plan(te.load())
+			if p.Step("base/fetch").Action != ActionRun {
+				t.Errorf("the refused source was stored: fetch is %s", p.Step("base/fetch").Action)
+			}
+		})
+	}
+}

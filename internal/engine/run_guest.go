@@ -94,7 +94,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*step.Step) (err error) 
 	// below it is committed (see SessionJob.Begin).
 	open := map[state.Key]*state.Writer{}
 	job := &step.SessionJob{
-		Image: img, ConfigDir: a.cfg.Dir, Base: base, BaseObject: baseObj, Uses: uses, WorkDir: work.Path(),
+		Image: img, ConfigDir: a.cfg.Dir, Base: base, BaseObject: baseObj, Uses: uses, Root: a.e.Store.Dir(), WorkDir: work.Path(),
 		Steps: steps, Message: a.warnOnce, Redact: a.cfg.Redact,
 		Begin: func(s *step.Step) (*state.Writer, error) {
 			info := state.Info{Kind: s.Addr.Kind, Image: img.Name, Step: s.Addr.ID(), Parent: s.Parent.Key}

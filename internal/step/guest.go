@@ -51,6 +51,8 @@ type SessionJob struct {
 	// Uses are the objects of the first step's Uses steps (the seed, with SeedFile and BuildKeyFile). The
 	// seed is attached on every boot, also when resuming, so that cloud-init sees the same instance.
 	Uses []*state.Object
+	// Root is the store's folder: every layer of Base's chain must live below it (qemu.CheckChainWithin).
+	Root string
 	// WorkDir is an empty folder for the VM's state (control socket, console log), removed after the run.
 	WorkDir string
 	// Steps are the guest steps to run, in order; the first one's parent is Base.

@@ -13,6 +13,7 @@ import (
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 	exportlib "gitlab.com/imgform/imgform/internal/steps/export"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
 )
 
 // Kind is the export kind.
@@ -87,6 +88,9 @@ func (Kind) Run(ctx context.Context, env *step.Env, s *step.Step) (step.Result, 
 	// damaged cache entry is never copied into an image.
 	if err := env.VerifyChain(ctx, obj); err != nil {
 		return step.Result{}, fmt.Errorf("a cached layer of image %q is damaged (%w); run imgform cache verify -remove and apply again", s.Image.Name, err)
+	}
+	if err := qemu.CheckChainWithin(obj.Path(step.LayerFile), env.Store.Dir()); err != nil {
+		return step.Result{}, fmt.Errorf("the final layer of image %q: %w", s.Image.Name, err)
 	}
 	o := output(s)
 	dest := env.Path(o.Path)

@@ -9,28 +9,31 @@ import (
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 )
 
-// inspectDisk asks qemu-img (through steps/qemu) what a file is. qemu-img calls any file a raw image, so a
-// raw file must also carry a partition table (an MBR boot signature; GPT disks carry a protective MBR) to
-// count as a disk.
+// inspectDisk says what a downloaded file is, trusting nothing in it: its format from its first bytes
+// (qcow2 or raw, never guessed by qemu), a qcow2 image only when it names no other file (a backing file or
+// an external data file would make QEMU read a file of this host into the image), a raw file only with a
+// partition table (an MBR boot signature; GPT disks carry a protective MBR), since qemu-img calls any file
+// a raw image. Only then does qemu-img read it, with the format given.
 func inspectDisk(ctx context.Context, path string) (qemu.ImageInfo, error) {
-	info, err := qemu.Info(ctx, path)
+	format, err := qemu.ProbeFormat(path)
 	if err != nil {
 		return qemu.ImageInfo{}, err
 	}
-	switch info.Format {
+	switch format {
 	case "qcow2":
-		return info, nil
+		if err := qemu.CheckStandalone(path, format); err != nil {
+			return qemu.ImageInfo{}, err
+		}
 	case "raw":
 		ok, err := hasBootSignature(path)
 		if err != nil {
 			return qemu.ImageInfo{}, err
 		}
 		if !ok {
-			return qemu.ImageInfo{}, fmt.Errorf("not a disk image: qemu-img sees raw data without a partition table (no boot signature at byte 510)")
+			return qemu.ImageInfo{}, fmt.Errorf("not a disk image: neither qcow2 nor raw data with a partition table (no boot signature at byte 510); convert other formats with qemu-img convert -O qcow2")
 		}
-		return info, nil
 	}
-	return qemu.ImageInfo{}, fmt.Errorf("unsupported image format %q: use a qcow2 or raw disk image", info.Format)
+	return qemu.InfoAs(ctx, path, format)
 }
 
 func hasBootSignature(path string) (ok bool, err error) {

@@ -12,6 +12,7 @@ import (
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 	fetchlib "gitlab.com/imgform/imgform/internal/steps/fetch"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
 )
 
 // Kind is the fetch kind.
@@ -162,6 +163,10 @@ func (Kind) Disk(obj *state.Object) (step.Disk, error) {
 	var si sourceInfo
 	if err := json.Unmarshal(b, &si); err != nil {
 		return step.Disk{}, fmt.Errorf("%s: %w", obj.Path(sourceInfoFile), err)
+	}
+	// A source fetched before imgform checked sources may still name a host file: check again before use.
+	if err := qemu.CheckStandalone(obj.Path(sourceFile), si.Format); err != nil {
+		return step.Disk{}, fmt.Errorf("the cached source %s: %w; remove it with imgform cache gc", obj.Key.Short(), err)
 	}
 	return step.Disk{Path: obj.Path(sourceFile), Format: si.Format}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/smoke"
 )
 
@@ -136,6 +137,9 @@ func test(ctx context.Context, env *step.Env, s *step.Step) (report *step.TestRe
 	}
 	if err := env.VerifyChain(ctx, layer); err != nil {
 		return nil, fmt.Errorf("a cached layer of image %q is damaged (%w); run imgform cache verify -remove and apply again", img.Name, err)
+	}
+	if err := qemu.CheckChainWithin(layer.Path(step.LayerFile), env.Store.Dir()); err != nil {
+		return nil, fmt.Errorf("the final layer of image %q: %w", img.Name, err)
 	}
 	buildKey, err := os.ReadFile(layer.Path(step.BuildKeyFile))
 	if err != nil {

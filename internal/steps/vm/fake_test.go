@@ -286,7 +286,7 @@ func newSession(t *testing.T, kinds ...step.Kind) *sessionTest {
 	s.job = &step.SessionJob{
 		Image: img, ConfigDir: "/config", WorkDir: t.TempDir(),
 		Base: step.Disk{Path: s.base.Path("disk.raw"), Format: "raw"}, BaseObject: s.base,
-		Uses: []*state.Object{s.seed}, Steps: steps,
+		Uses: []*state.Object{s.seed}, Steps: steps, Root: st.Dir(),
 		Begin: func(sp *step.Step) (*state.Writer, error) {
 			ev.add("begin %s", sp.Addr.Name)
 			info := state.Info{Kind: sp.Addr.Kind, Image: img.Name, Step: sp.Addr.ID(), Parent: sp.Parent.Key}

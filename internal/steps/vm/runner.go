@@ -184,6 +184,10 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	if firstBoot {
 		size = int64(job.Image.Machine.DiskSize)
 	}
+	// Nothing of the chain may name a file outside the store: QEMU would read it into the image.
+	if err := qemu.CheckChainWithin(job.Base.Path, job.Root); err != nil {
+		return fmt.Errorf("the disk image %q builds on: %w", job.Image.Name, err)
+	}
 	l, err := s.begin(first)
 	if err != nil {
 		return err

@@ -1,0 +1,196 @@
+package qemu
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// A qcow2 image can name other files that QEMU then opens: a backing file (any path, or a protocol such as
+// json:, nbd: or http:) and an external data file. A source image from a mirror must do neither, or a
+// build would read a file of the build host into the image. imgform reads the few header fields that say
+// so itself, so that no qemu tool opens anything the image names before it is checked.
+
+// qcow2Magic starts every qcow2 image: "QFI\xfb".
+const qcow2Magic = 0x514649fb
+
+// qcow2IncompatDataFile is the incompatible feature bit of an external data file.
+const qcow2IncompatDataFile = 1 << 2
+
+// qcow2Header is the part of a qcow2 header imgform checks (big-endian fields, see qemu's
+// docs/interop/qcow2.txt).
+type qcow2Header struct {
+	Version       uint32
+	BackingOffset uint64
+	BackingSize   uint32
+	Incompatible  uint64 // version 3 only
+}
+
+// readQcow2Header reads the header of a qcow2 image; ok is false when f is not one.
+func readQcow2Header(f io.ReaderAt) (h qcow2Header, ok bool, err error) {
+	var b [104]byte
+	n, err := f.ReadAt(b[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return h, false, err
+	}
+	if n < 4 || binary.BigEndian.Uint32(b[0:4]) != qcow2Magic {
+		return h, false, nil
+	}
+	if n < 72 {
+		return h, true, errors.New("the qcow2 header is cut short")
+	}
+	h.Version = binary.BigEndian.Uint32(b[4:8])
+	h.BackingOffset = binary.BigEndian.Uint64(b[8:16])
+	h.BackingSize = binary.BigEndian.Uint32(b[16:20])
+	if h.Version >= 3 {
+		if n < 80 {
+			return h, true, errors.New("the qcow2 version 3 header is cut short")
+		}
+		h.Incompatible = binary.BigEndian.Uint64(b[72:80])
+	}
+	return h, true, nil
+}
+
+// backingName reads the backing file's name as written in the header ("" when there is none).
+func (h qcow2Header) backingName(f io.ReaderAt) (string, error) {
+	if h.BackingOffset == 0 {
+		return "", nil
+	}
+	if h.BackingSize == 0 || h.BackingSize > 1023 {
+		return "", fmt.Errorf("the qcow2 header names a backing file of %d bytes", h.BackingSize)
+	}
+	b := make([]byte, h.BackingSize)
+	if _, err := f.ReadAt(b, int64(h.BackingOffset)); err != nil {
+		return "", fmt.Errorf("reading the backing file's name: %w", err)
+	}
+	return string(b), nil
+}
+
+// ProbeFormat says what a disk image file is from its first bytes: "qcow2" for the qcow2 magic, "raw" for
+// anything else (raw never names another file). Callers then give qemu the format explicitly, so that it
+// never guesses.
+func ProbeFormat(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = f.Close() }()
+	_, ok, err := readQcow2Header(f)
+	if err != nil && !ok {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if ok {
+		return "qcow2", nil
+	}
+	return "raw", nil
+}
+
+// CheckStandalone returns an error when the image at path, read as format, names another file: a backing
+// file or an external data file.
+func CheckStandalone(path, format string) error {
+	if format != "qcow2" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	h, ok, err := readQcow2Header(f)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", path, err)
+	case !ok:
+		return fmt.Errorf("%s is not a qcow2 image", path)
+	}
+	if h.Incompatible&qcow2IncompatDataFile != 0 {
+		return errors.New("the qcow2 image keeps its data in an external data file: QEMU would read that file of this host; use a standalone image (qemu-img convert -O qcow2 in.qcow2 out.qcow2)")
+	}
+	name, err := h.backingName(f)
+	if err != nil {
+		return err
+	}
+	if name != "" {
+		return fmt.Errorf("the qcow2 image names a backing file (%q): QEMU would read that file of this host into the image; use a standalone image (qemu-img convert -O qcow2 in.qcow2 out.qcow2)", name)
+	}
+	return nil
+}
+
+// CheckChainWithin checks the chain of qcow2 layers that starts at path before QEMU or qemu-img opens it:
+// every backing file is a plain path (no json:, nbd: or other protocol) that resolves to a file below root,
+// no layer has an external data file, and the bottom of the chain is a raw file or a standalone qcow2
+// image. Layers the store holds name their backing files by relative paths inside it; anything else means a
+// damaged or planted file.
+func CheckChainWithin(path, root string) error {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	for depth := 0; ; depth++ {
+		if depth > 1000 {
+			return fmt.Errorf("%s: the backing chain is more than 1000 layers deep", path)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(abs, root+string(filepath.Separator)) {
+			return fmt.Errorf("%s is outside the cache (%s): a layer chain must live in the cache", abs, root)
+		}
+		next, err := backingOf(abs)
+		if err != nil || next == "" {
+			return err
+		}
+		path = next
+	}
+}
+
+// backingOf returns the path of the backing file of the image at path, resolved against its folder, or ""
+// when the image has none (a raw file or a standalone qcow2 image).
+func backingOf(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = f.Close() }()
+	h, ok, err := readQcow2Header(f)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if !ok {
+		return "", nil // raw
+	}
+	if h.Incompatible&qcow2IncompatDataFile != 0 {
+		return "", fmt.Errorf("%s keeps its data in an external data file", path)
+	}
+	name, err := h.backingName(f)
+	if err != nil || name == "" {
+		return "", err
+	}
+	if i := strings.IndexAny(name, ":/"); i >= 0 && name[i] == ':' {
+		return "", fmt.Errorf("%s names a backing file through a protocol (%q)", path, name)
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(filepath.Dir(path), name)
+	}
+	return filepath.Clean(name), nil
+}
+
+// InfoAs is Info with the format given, so that qemu-img does not guess it.
+func InfoAs(ctx context.Context, path, format string) (ImageInfo, error) {
+	out, err := runQemuImg(ctx, "info", "-U", "-f", format, "--output=json", path)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	var info ImageInfo
+	if err := json.Unmarshal(out, &info); err != nil {
+		return ImageInfo{}, fmt.Errorf("qemu-img info %s: %w", path, err)
+	}
+	return info, nil
+}
