@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,12 +74,15 @@ func (e *Engine) keyContext(cfg *config.Config) (*step.KeyContext, error) {
 	}
 	kc := &step.KeyContext{Config: cfg, Files: step.OpenFileHasher(e.Store.Dir()), Salt: salt, Shared: &step.Shared{}}
 	if e.DebugKeys {
-		kc.Debug = func(s *step.Step, name string, data []byte) {
+		kc.Debug = func(s *step.Step, name string, data []byte, digest string) {
 			shown := string(data)
-			if len(shown) > 200 || !printable(shown) {
+			switch {
+			case data == nil:
+				shown = "(sensitive)"
+			case len(shown) > 200 || !printable(shown):
 				shown = fmt.Sprintf("(%d bytes)", len(data))
 			}
-			e.hooks().Message(LevelDebug, cfg.Redact(fmt.Sprintf("key %s: %s = %s [%s]", s.Addr.ID(), name, shown, step.Digest(data))))
+			e.hooks().Message(LevelDebug, cfg.Redact(fmt.Sprintf("key %s: %s = %s [%s]", s.Addr.ID(), name, shown, digest)))
 		}
 	}
 	return kc, nil
@@ -93,8 +97,20 @@ func printable(s string) bool {
 	return true
 }
 
-// salt is a random secret of this store, for keyed digests of sensitive values in records.
+// KeySecretEnv names the variable that holds a key secret shared by several machines (a CI variable), so
+// that their stores give the same keys for steps with sensitive values; without it each store has its own.
+const KeySecretEnv = "IMGFORM_KEY_SECRET"
+
+// salt is the key secret: sensitive values enter keys, records and debug output only as HMACs under it
+// (internal/step/key.go). It is the store's own random secret, or one derived from IMGFORM_KEY_SECRET.
 func (e *Engine) salt() ([]byte, error) {
+	if shared := os.Getenv(KeySecretEnv); shared != "" {
+		if len(shared) < 16 {
+			return nil, fmt.Errorf("%s is %d characters long: use a random secret of at least 16 (for example openssl rand -hex 32)", KeySecretEnv, len(shared))
+		}
+		sum := sha256.Sum256([]byte("imgform key secret v1\x00" + shared))
+		return sum[:], nil
+	}
 	path := filepath.Join(e.Store.Dir(), "salt")
 	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
 		return b, nil

@@ -1,6 +1,7 @@
 package step
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -10,6 +11,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	ctyjson "github.com/zclconf/go-cty/cty/json"
@@ -36,6 +39,13 @@ import (
 // Variables a step reads are recorded next to the key as explanations (so plan can say "variable packages
 // changed") but are not hashed themselves: their effect is already in the resolved configuration, and
 // hashing them too would re-run an export when only the output path's version variable changed.
+//
+// Secrets: a key is printed by plan, stored as a folder name and published in the manifest, and the
+// configuration that made it is often in git, so a plain hash of a part that holds a sensitive value lets
+// anyone guess the value offline. Such a part (one of a step that reads a sensitive variable, or whose bytes
+// hold a sensitive value in any of the usual encodings) enters the key, the record and the debug output
+// only as an HMAC under the key secret (KeyContext.Salt): the store's own secret, or a secret shared by the
+// machines of one team (IMGFORM_KEY_SECRET), so that they still hit each other's keys.
 
 // InputType says what an input of a key is, so that a plan can explain a change without parsing its name.
 type InputType string
@@ -68,10 +78,11 @@ type KeyContext struct {
 	Config *config.Config
 	// Files hashes local files, remembering the digests across runs.
 	Files *FileHasher
-	// Salt is the store's secret for keyed digests of sensitive values.
+	// Salt is the key secret for keyed digests of sensitive values (see above).
 	Salt []byte
-	// Debug, when set, is told every part hashed into a key (IMGFORM_DEBUG_KEYS).
-	Debug func(s *Step, name string, data []byte)
+	// Debug, when set, is told every part hashed into a key (IMGFORM_DEBUG_KEYS); data is nil for a
+	// sensitive part, whose digest is keyed.
+	Debug func(s *Step, name string, data []byte, digest string)
 	// Shared carries values a kind works out while keying and needs again when it runs (a resolved source
 	// checksum): Env.Shared is the same.
 	Shared *Shared
@@ -116,11 +127,17 @@ type KeyBuilder struct {
 	step   *Step
 	parts  []keyPart
 	inputs []Input
+	// tainted is set when the step reads a sensitive variable: every part of its own then counts as
+	// sensitive, whatever encoding its bytes use.
+	tainted bool
 }
 
 type keyPart struct {
 	name string
 	data []byte
+	// public parts (a kind and version, the key of another step) never hold a secret.
+	public bool
+	input  int // the part's entry in inputs
 }
 
 // NewKeyBuilder starts the key of s with its kind and version.
@@ -132,15 +149,12 @@ func NewKeyBuilder(kc *KeyContext, s *Step) *KeyBuilder {
 
 // Add hashes a part into the key and records its digest.
 func (b *KeyBuilder) Add(typ InputType, name string, data []byte) {
-	b.add(Input{Type: typ, Name: name, Digest: Digest(data)}, data)
+	b.add(Input{Type: typ, Name: name}, data, typ == InputKind)
 }
 
-func (b *KeyBuilder) add(in Input, data []byte) {
-	b.parts = append(b.parts, keyPart{in.Name, data})
+func (b *KeyBuilder) add(in Input, data []byte, public bool) {
+	b.parts = append(b.parts, keyPart{in.Name, data, public, len(b.inputs)})
 	b.inputs = append(b.inputs, in)
-	if b.kc != nil && b.kc.Debug != nil {
-		b.kc.Debug(b.step, in.Name, data)
-	}
 }
 
 // Config hashes the canonical JSON encoding of a configuration block.
@@ -155,9 +169,8 @@ func (b *KeyBuilder) Config(name string, v any) error {
 
 // Step hashes the key of a step this one builds on.
 func (b *KeyBuilder) Step(dep *Step) {
-	data := []byte(dep.Key.String())
 	addr := dep.Addr
-	b.add(Input{Type: InputStep, Name: "step " + addr.ID(), Digest: Digest(data), Step: &addr}, data)
+	b.add(Input{Type: InputStep, Name: "step " + addr.ID(), Step: &addr}, []byte(dep.Key.String()), true)
 }
 
 // Script hashes the text of a script imgform runs in the guest for the step.
@@ -199,20 +212,36 @@ func (b *KeyBuilder) Variables(names ...[]string) {
 		dig := Digest(data)
 		if v.Sensitive {
 			dig = keyedDigest(b.kc.Salt, data)
+			b.tainted = true
 		}
 		b.inputs = append(b.inputs, Input{Type: InputVariable, Name: "variable " + n, Digest: dig, Explain: true})
 	}
 }
 
-// Sum returns the key and the inputs sorted by name.
+// Sum returns the key and the inputs sorted by name. A sensitive part enters the key as its HMAC under the
+// key secret instead of its bytes, and its input's digest is that HMAC.
 func (b *KeyBuilder) Sum() (state.Key, []Input) {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	for _, p := range b.parts {
+		data, dig := p.data, Digest(p.data)
+		sensitive := !p.public && (b.tainted || b.kc.holdsSecret(p.data))
+		if sensitive {
+			dig = keyedDigest(b.kc.Salt, p.data)
+			data = []byte(dig)
+		}
+		b.inputs[p.input].Digest = dig
+		if b.kc != nil && b.kc.Debug != nil {
+			shown := p.data
+			if sensitive {
+				shown = nil
+			}
+			b.kc.Debug(b.step, p.name, shown, dig)
+		}
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p.name)))])
 		h.Write([]byte(p.name))
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p.data)))])
-		h.Write(p.data)
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(data)))])
+		h.Write(data)
 	}
 	var k state.Key
 	copy(k[:], h.Sum(nil))
@@ -226,10 +255,35 @@ func Digest(data []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// keyedDigest is a digest that cannot be brute-forced from the record without the store's salt, for values
-// of sensitive variables.
-func keyedDigest(salt, data []byte) string {
-	m := hmac.New(sha256.New, salt)
+// keyedDigest is a digest that cannot be brute-forced without the key secret, for sensitive values.
+func keyedDigest(secret, data []byte) string {
+	if len(secret) == 0 {
+		// A key context without a secret is a bug: never fall back to a guessable digest.
+		panic("step: keyed digest without a key secret")
+	}
+	m := hmac.New(sha256.New, secret)
 	m.Write(data)
-	return "sha256:" + hex.EncodeToString(m.Sum(nil))
+	return "hmac:" + hex.EncodeToString(m.Sum(nil))
+}
+
+// holdsSecret tells whether data holds a sensitive value of the configuration, as it is or escaped the way
+// JSON, YAML or Go quote strings.
+func (kc *KeyContext) holdsSecret(data []byte) bool {
+	if kc == nil || kc.Config == nil {
+		return false
+	}
+	for _, sec := range kc.Config.Secrets {
+		if sec == "" {
+			continue
+		}
+		q, _ := json.Marshal(sec)
+		goq := strconv.Quote(sec)
+		forms := []string{sec, string(q[1 : len(q)-1]), goq[1 : len(goq)-1], strings.ReplaceAll(sec, "'", "''")}
+		for _, form := range forms {
+			if bytes.Contains(data, []byte(form)) {
+				return true
+			}
+		}
+	}
+	return false
 }
