@@ -14,20 +14,34 @@ import (
 // blockSize is the ISO9660 logical block size; 2048 is the only size every reader accepts.
 const blockSize = 2048
 
+// staged is called with the scratch folder once the files are in it (tests look at it there).
+var staged func(dir string)
+
 // writeISO lays entries out in a scratch folder, the form go-diskfs builds an ISO from, and has go-diskfs
 // write the image into out. Rock Ridge gives the files their exact names; Joliet is left off because every
 // Linux guest reads Rock Ridge first and a second name tree would only be one more thing to keep right.
-func writeISO(ctx context.Context, out *os.File, entries []entry) (err error) {
-	work, err := os.MkdirTemp("", "imgform-seed-*")
+//
+// The entries hold the user-data, secrets included, and the folder's modes are what the ISO records (0555,
+// files 0444), so the folder sits inside a private one (0700) in stageIn, the folder of the ISO being
+// written: inside the store's folder of the step, which the next apply sweeps if this one is killed, never
+// in the shared /tmp.
+func writeISO(ctx context.Context, out *os.File, entries []entry, stageIn string) (err error) {
+	private, err := os.MkdirTemp(stageIn, ".seed-stage-*")
 	if err != nil {
 		return fmt.Errorf("create scratch folder: %w", err)
 	}
-	// Finalize removes the scratch folder on success; on any error it is still there.
 	defer func() {
-		if rmErr := os.RemoveAll(work); rmErr != nil {
+		if rmErr := os.RemoveAll(private); rmErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove scratch folder: %w", rmErr))
 		}
 	}()
+	if err := os.Chmod(private, 0o700); err != nil {
+		return fmt.Errorf("set scratch folder mode: %w", err)
+	}
+	work := filepath.Join(private, "cidata")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return fmt.Errorf("create scratch folder: %w", err)
+	}
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -37,8 +51,8 @@ func writeISO(ctx context.Context, out *os.File, entries []entry) (err error) {
 			return fmt.Errorf("stage %s: %w", e.name, err)
 		}
 	}
-	// MkdirTemp made the folder 0700 and WriteFile's mode went through the umask: set both explicitly
-	// so the modes recorded in the image do not depend on the host.
+	// Mkdir's and WriteFile's modes went through the umask: set both explicitly so the modes recorded in the
+	// image do not depend on the host.
 	if err := os.Chmod(work, 0o555); err != nil {
 		return fmt.Errorf("set scratch folder mode: %w", err)
 	}
@@ -52,6 +66,9 @@ func writeISO(ctx context.Context, out *os.File, entries []entry) (err error) {
 		if err := os.Chmod(filepath.Join(work, e.name), 0o444); err != nil {
 			return fmt.Errorf("set mode of %s: %w", e.name, err)
 		}
+	}
+	if staged != nil {
+		staged(work)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

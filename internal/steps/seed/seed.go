@@ -89,7 +89,7 @@ func build(ctx context.Context, files Files, destPath string, afterWrite func())
 
 // fill writes the ISO into f and checks it.
 func fill(ctx context.Context, f *os.File, files Files, afterWrite func()) error {
-	if err := writeISO(ctx, f, files.entries()); err != nil {
+	if err := writeISO(ctx, f, files.entries(), filepath.Dir(f.Name())); err != nil {
 		return fmt.Errorf("seed: write ISO: %w", err)
 	}
 	if afterWrite != nil {

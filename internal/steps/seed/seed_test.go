@@ -207,3 +207,38 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		t.Errorf("%s holds %q, want %q", dir, got, names)
 	}
 }
+
+// Issue 12.3: the scratch folder that holds the user-data (secrets included) while the ISO is made is not in
+// the shared temp folder and no other user can reach it: it sits in a private folder (0700) next to the ISO
+// being written, and nothing of it is left afterwards.
+func TestStagingIsPrivate(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "out", "seed.iso")
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	staged = func(dir string) {
+		seen = dir
+		parent, err := os.Stat(filepath.Dir(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent.Mode().Perm() != 0o700 {
+			t.Errorf("the folder around the staged user-data has mode %v, want 0700", parent.Mode().Perm())
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "user-data")); err != nil || !strings.Contains(string(b), "s3cr3t") {
+			t.Errorf("staged user-data: %q %v", b, err)
+		}
+	}
+	t.Cleanup(func() { staged = nil })
+	if err := Build(context.Background(), Files{UserData: []byte("#cloud-config\npassword: s3cr3t\n"), MetaData: []byte("instance-id: x\n")}, dest); err != nil {
+		t.Fatal(err)
+	}
+	if seen == "" || !strings.HasPrefix(seen, filepath.Dir(dest)+string(filepath.Separator)) || strings.HasPrefix(seen, os.TempDir()+"/imgform-seed") {
+		t.Errorf("staged in %q, want a folder next to %s", seen, dest)
+	}
+	entries, err := os.ReadDir(filepath.Dir(dest))
+	if err != nil || len(entries) != 1 || entries[0].Name() != "seed.iso" {
+		t.Errorf("left next to the ISO: %v %v", entries, err)
+	}
+}
