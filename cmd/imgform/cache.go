@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -128,7 +130,25 @@ func cacheCommand() *cli.Command {
 						fmt.Fprintf(c.App.Writer, "removed %s (%s)\n", r.Info.Key.Short(), r.Reason)
 					}
 					fmt.Fprintf(c.App.Writer, "checked %d object(s): %d bad, %d removed\n", rep.Checked, len(rep.Bad), len(rep.Removed))
-					if len(rep.Bad) > len(rep.Removed) {
+					// Records of the last applies: a damaged one is ignored (with a warning) by the next plan of its
+					// configuration, and replaced by its next apply; -remove drops it now.
+					problems, err := st.VerifyRecords()
+					if err != nil {
+						return err
+					}
+					badRecords := 0
+					for _, p := range problems {
+						if c.Bool("remove") && errors.Is(p.Err, state.ErrRecordDamaged) {
+							if err := os.Remove(p.Path); err != nil {
+								return err
+							}
+							fmt.Fprintf(c.App.Writer, "removed damaged record %s: %v\n", p.Path, p.Err)
+							continue
+						}
+						badRecords++
+						fmt.Fprintf(c.App.Writer, "bad record %s: %v\n", p.Path, p.Err)
+					}
+					if len(rep.Bad) > len(rep.Removed) || badRecords > 0 {
 						return exitError{code: 1}
 					}
 					return nil

@@ -76,6 +76,25 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	}
 }
 
+// A damaged record makes cache verify fail and name it; -remove drops it.
+func TestCacheVerifyReportsDamagedRecords(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("IMGFORM_CACHE_DIR", dir)
+	if code, _, stderr := imgform(t, "", "cache", "ls"); code != 0 {
+		t.Fatalf("ls: %s", stderr)
+	}
+	writeFile(t, filepath.Join(dir, "records", "0123.json"), `{"format_version": 1, "images": {`)
+	if code, stdout, _ := imgform(t, "", "cache", "verify"); code != 1 || !strings.Contains(stdout, "bad record "+filepath.Join(dir, "records", "0123.json")) || !strings.Contains(stdout, "damaged record") {
+		t.Errorf("verify with a damaged record: exit %d\n%s", code, stdout)
+	}
+	if code, stdout, _ := imgform(t, "", "cache", "verify", "-remove"); code != 0 || !strings.Contains(stdout, "removed damaged record") {
+		t.Errorf("verify -remove: exit %d\n%s", code, stdout)
+	}
+	if code, stdout, _ := imgform(t, "", "cache", "verify"); code != 0 || strings.Contains(stdout, "record") {
+		t.Errorf("verify after -remove: exit %d\n%s", code, stdout)
+	}
+}
+
 func TestCacheCommands(t *testing.T) {
 	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
 	if code, stdout, stderr := imgform(t, "", "cache", "ls"); code != 0 || !strings.Contains(stdout, "0 object(s)") {

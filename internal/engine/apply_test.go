@@ -372,3 +372,39 @@ func TestHostileSourceRefused(t *testing.T) {
 		})
 	}
 }
+
+// Issue 12.7: a damaged record (cut short by a full disk, edited by hand) does not block the configuration
+// for good: plan warns and plans as for a first apply, apply replaces the record, and nothing is rebuilt
+// that is in the store.
+func TestDamagedRecordIsReplaced(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	cfg := te.load()
+	mustApply(t, te, cfg)
+	paths, err := filepath.Glob(filepath.Join(te.store.Dir(), "records", "*.json"))
+	if err != nil || len(paths) != 1 {
+		t.Fatalf("records %v %v", paths, err)
+	}
+	if err := os.WriteFile(paths[0], []byte(`{"format_version": 1, "images": {`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	p, err := te.engine(rec).Plan(context.Background(), te.load())
+	if err != nil {
+		t.Fatalf("plan with a damaged record: %v", err)
+	}
+	if !strings.Contains(strings.Join(rec.messages, "\n"), "damaged record") {
+		t.Errorf("no warning about the damaged record: %q", rec.messages)
+	}
+	// The outputs are not known to be the last apply's any more: they are written again, the rest is cached.
+	if p.ToRun != 1 || p.Step("base/export/raw").Action != ActionRun {
+		t.Errorf("plan with a damaged record: %v", actions(p))
+	}
+	mustApply(t, te, te.load())
+	if p := te.plan(te.load()); p.ToRun != 0 {
+		t.Errorf("after the apply: %v", actions(p))
+	}
+	if problems, err := te.store.VerifyRecords(); err != nil || len(problems) != 0 {
+		t.Errorf("records after the apply: %+v %v", problems, err)
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -114,6 +115,12 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, er
 		e.hooks().Message(LevelWarn, fmt.Sprintf("could not save the file hash cache: %v", err))
 	}
 	rec, err := e.Store.LoadRecord(recordID(cfg))
+	if errors.Is(err, state.ErrRecordDamaged) {
+		// The record only explains changes and remembers outputs: without it every step is looked up in the
+		// store as usual, outputs are written again, and this apply's record replaces the damaged one.
+		e.hooks().Message(LevelWarn, fmt.Sprintf("%v; planning as for a first apply (the next apply replaces it)", err))
+		rec, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

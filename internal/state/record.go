@@ -23,6 +23,11 @@ const RecordFormatVersion = 1
 // one written by a newer imgform.
 var ErrRecordFormat = errors.New("unsupported record format")
 
+// ErrRecordDamaged is wrapped by [Store.LoadRecord] errors about a record file that is not a record at all
+// (cut short, not JSON, a value where a digest belongs): unlike a record of a newer imgform, which must not
+// be overwritten, it can only be thrown away. The planner then plans as for a first apply.
+var ErrRecordDamaged = errors.New("damaged record")
+
 // Record is what the last apply of one configuration did: for each image, each step with its key, the
 // digests of the named inputs that went into the key, and the outputs it wrote. The planner compares it
 // with the current configuration to say why a step will run ("script scripts/x.sh changed") and whether an
@@ -207,10 +212,47 @@ func (s *Store) LoadRecord(id string) (*Record, error) {
 		return nil, fmt.Errorf("load record of %s: %w", id, err)
 	}
 	rec, err := parseRecord(b)
+	if err == nil {
+		err = rec.validate()
+	}
 	if err != nil {
+		if !errors.Is(err, ErrRecordFormat) {
+			err = fmt.Errorf("%w (%w): %w", ErrRecordDamaged, ErrRecordFormat, err)
+		}
 		return nil, fmt.Errorf("load record of %s from %s: %w", id, path, err)
 	}
 	return rec, nil
+}
+
+// RecordProblem is a record file that cannot be read (VerifyRecords).
+type RecordProblem struct {
+	Path string
+	Err  error
+}
+
+// VerifyRecords reads every record file of the store and returns those that cannot be read: damaged ones
+// (which the next plan of their configuration ignores with a warning) and ones of a newer imgform.
+func (s *Store) VerifyRecords() ([]RecordProblem, error) {
+	paths, err := filepath.Glob(filepath.Join(s.root, "records", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []RecordProblem
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			out = append(out, RecordProblem{Path: p, Err: err})
+			continue
+		}
+		rec, err := parseRecord(b)
+		if err == nil {
+			err = rec.validate()
+		}
+		if err != nil {
+			out = append(out, RecordProblem{Path: p, Err: err})
+		}
+	}
+	return out, nil
 }
 
 func parseRecord(b []byte) (*Record, error) {
@@ -219,20 +261,20 @@ func parseRecord(b []byte) (*Record, error) {
 		FormatVersion *int `json:"format_version"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("%w: not valid JSON: %w", ErrRecordFormat, err)
+		return nil, fmt.Errorf("%w (%w): not valid JSON: %w", ErrRecordDamaged, ErrRecordFormat, err)
 	}
 	switch v := probe.FormatVersion; {
 	case v == nil:
-		return nil, fmt.Errorf("%w: no format_version", ErrRecordFormat)
+		return nil, fmt.Errorf("%w (%w): no format_version", ErrRecordDamaged, ErrRecordFormat)
 	case *v > RecordFormatVersion:
 		return nil, fmt.Errorf("%w: format_version %d was written by a newer imgform "+
 			"(this one reads up to %d); upgrade imgform", ErrRecordFormat, *v, RecordFormatVersion)
 	case *v < 1:
-		return nil, fmt.Errorf("%w: format_version %d", ErrRecordFormat, *v)
+		return nil, fmt.Errorf("%w (%w): format_version %d", ErrRecordDamaged, ErrRecordFormat, *v)
 	}
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRecordFormat, err)
+		return nil, fmt.Errorf("%w (%w): %w", ErrRecordDamaged, ErrRecordFormat, err)
 	}
 	return &rec, nil
 }

@@ -70,6 +70,7 @@ func TestLoadRecordErrors(t *testing.T) {
 		"not json":          {`format_version: 1`, "not valid JSON"},
 		"truncated":         {`{"format_version": 1, "images": {`, "not valid JSON"},
 		"wrong shape":       {`{"format_version": 1, "images": []}`, "unsupported record format"},
+		"value not digest":  {`{"format_version": 1, "images": {"a": {"steps": [{"name": "x", "inputs": {"v": "hunter2"}}]}}}`, "is not a digest"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -80,6 +81,14 @@ func TestLoadRecordErrors(t *testing.T) {
 			rec, err := st.LoadRecord("cfg")
 			if !errors.Is(err, ErrRecordFormat) || !strings.Contains(err.Error(), tc.want) || rec != nil {
 				t.Fatalf("LoadRecord = %v, %v; want ErrRecordFormat saying %q", rec, err, tc.want)
+			}
+			// Only a record of a newer imgform is kept: everything else is damaged and may be replaced.
+			if damaged := name != "newer format"; errors.Is(err, ErrRecordDamaged) != damaged {
+				t.Errorf("%v: damaged %t, want %t", err, !damaged, damaged)
+			}
+			problems, err := st.VerifyRecords()
+			if err != nil || len(problems) != 1 || !strings.Contains(problems[0].Err.Error(), tc.want) {
+				t.Errorf("VerifyRecords = %+v, %v", problems, err)
 			}
 		})
 	}
