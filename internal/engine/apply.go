@@ -54,22 +54,22 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 		e.hooks().Message(LevelInfo, fmt.Sprintf("removed %d folder(s) an interrupted apply left in the cache", len(removed)))
 	}
 
-	p, err := e.makePlan(ctx, cfg)
+	// Hold every key of the plan before it is looked up, so that a concurrent gc removes nothing the plan
+	// counts as cached.
+	var hold *state.Hold
+	defer func() {
+		if hold != nil {
+			_ = hold.Release()
+		}
+	}()
+	p, err := e.makePlan(ctx, cfg, func(keys []state.Key) (err error) {
+		hold, err = e.Store.Hold(ctx, keys...)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	e.hooks().Planned(p.plan)
-
-	// Hold every key of the plan so that a concurrent gc removes nothing this apply will read.
-	var keys []state.Key
-	for _, s := range p.graph.Steps {
-		keys = append(keys, s.Key)
-	}
-	hold, err := e.Store.Hold(ctx, keys...)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = hold.Release() }()
 
 	a := &applier{e: e, cfg: cfg, p: p, results: map[*step.Step]*stepResult{}}
 	units := a.units()

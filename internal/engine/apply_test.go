@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 )
 
@@ -406,5 +407,47 @@ func TestDamagedRecordIsReplaced(t *testing.T) {
 	}
 	if problems, err := te.store.VerifyRecords(); err != nil || len(problems) != 0 {
 		t.Errorf("records after the apply: %+v %v", problems, err)
+	}
+}
+
+// gcOnPlanned runs a cache gc that removes everything it may as soon as the plan is made, as a concurrent
+// `imgform cache gc` can.
+type gcOnPlanned struct {
+	*recorder
+	t     *testing.T
+	store *state.Store
+	freed int
+}
+
+func (g *gcOnPlanned) Planned(p *Plan) {
+	g.recorder.Planned(p)
+	rep, err := g.store.GC(context.Background(), state.GCOptions{MaxSize: 1})
+	if err != nil {
+		g.t.Errorf("gc: %v", err)
+	}
+	g.freed = len(rep.Removed)
+}
+
+// Issue 12.8: apply holds every key of its plan before the plan looks them up, so a gc between the plan and
+// the steps cannot remove a result the plan counted as cached (it failed with "not in the store").
+func TestGCAfterPlanRemovesNothingTheApplyNeeds(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	mustApply(t, te, te.load())
+	te.write("scripts/two.sh", "#!/bin/sh\necho 2\n")
+	h := &gcOnPlanned{recorder: newRecorder(), t: t, store: te.store}
+	res, err := te.engine(h).Apply(context.Background(), te.load())
+	if err != nil {
+		t.Fatalf("apply with a gc right after the plan: %v", err)
+	}
+	if h.freed == 0 {
+		t.Error("the gc removed nothing: the old layers of provision two and after were free to go")
+	}
+	if res.Ran != 5 || res.Plan.Cached != 4 {
+		t.Errorf("ran %d, cached %d: %v", res.Ran, res.Plan.Cached, actions(res.Plan))
+	}
+	// What the gc could take is the old provision two, cleanup and test of the first apply, nothing held.
+	if p := te.plan(te.load()); p.ToRun != 0 {
+		t.Errorf("after the apply: %v", actions(p))
 	}
 }

@@ -60,7 +60,7 @@ func (e *Engine) now() time.Time {
 
 // Plan computes what apply would do and why, without running anything.
 func (e *Engine) Plan(ctx context.Context, cfg *config.Config) (*Plan, error) {
-	p, err := e.makePlan(ctx, cfg)
+	p, err := e.makePlan(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,9 @@ type planned struct {
 }
 
 // makePlan computes every key, looks each up and decides what runs. It downloads nothing but sums files.
-func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, error) {
+// hold, when set, is called with every key before any is looked up: apply holds them there, so that a
+// cache gc cannot remove a result between the plan counting it as cached and the apply reading it.
+func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(keys []state.Key) error) (*planned, error) {
 	g, err := BuildGraph(cfg, e.Kinds)
 	if err != nil {
 		return nil, err
@@ -110,6 +112,15 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config) (*planned, er
 			return nil, err
 		}
 		s.Key, s.Inputs = b.Sum()
+	}
+	if hold != nil {
+		keys := make([]state.Key, len(g.Steps))
+		for i, s := range g.Steps {
+			keys[i] = s.Key
+		}
+		if err := hold(keys); err != nil {
+			return nil, err
+		}
 	}
 	if err := kc.Files.Save(); err != nil {
 		e.hooks().Message(LevelWarn, fmt.Sprintf("could not save the file hash cache: %v", err))
