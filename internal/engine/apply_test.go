@@ -451,3 +451,41 @@ func TestGCAfterPlanRemovesNothingTheApplyNeeds(t *testing.T) {
 		t.Errorf("after the apply: %v", actions(p))
 	}
 }
+
+// editOnPlanned changes a file of the configuration right after the plan keyed it, as an editor saving
+// during an apply does.
+type editOnPlanned struct {
+	*recorder
+	t          *testing.T
+	path, with string
+}
+
+func (e *editOnPlanned) Planned(p *Plan) {
+	e.recorder.Planned(p)
+	if err := os.WriteFile(e.path, []byte(e.with), 0o644); err != nil {
+		e.t.Error(err)
+	}
+}
+
+// Issue 12.4: a local source without a checksum is keyed by its content at plan time; if it changes before
+// the fetch copies it, the fetch fails instead of storing the new content under the old key.
+func TestLocalSourceEditedDuringApply(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	src := filepath.Join(te.dir, "disk.raw")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[5000] ^= 0xff
+	h := &editOnPlanned{recorder: newRecorder(), t: t, path: src, with: string(b)}
+	_, err = te.engine(h).Apply(context.Background(), te.load())
+	if err == nil || !strings.Contains(err.Error(), "source disk.raw changed while imgform ran") {
+		t.Fatalf("apply with the source edited after the plan: %v", err)
+	}
+	if h.finished["base/fetch"] != StatusFailed {
+		t.Errorf("fetch %s", h.finished["base/fetch"])
+	}
+	// The next plan keys the new content, and the apply builds it.
+	mustApply(t, te, te.load())
+}

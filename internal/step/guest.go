@@ -76,13 +76,14 @@ type SessionJob struct {
 	Message func(text string)
 	// Redact removes sensitive values from any text before it is logged.
 	Redact func(string) string
+	// Shared holds what keying worked out, such as the digests of the files a step uploads.
+	Shared *Shared
 }
 
 // Shell runs commands in the guest and copies files into it (internal/steps/ssh.Client).
 type Shell interface {
 	Run(ctx context.Context, cmd string, opts ssh.RunOptions) (int, error)
 	Upload(ctx context.Context, r io.Reader, dest string, opts ssh.UploadOptions) error
-	UploadFile(ctx context.Context, local, dest string, opts ssh.UploadOptions) error
 }
 
 // GuestEnv is what a guest step's run may use.
@@ -93,4 +94,6 @@ type GuestEnv struct {
 	// Output reports one line the step printed; Redact removes sensitive values from a text.
 	Output func(line string)
 	Redact func(string) string
+	// Shared holds what keying worked out, such as the digests of the files the step uploads.
+	Shared *Shared
 }

@@ -182,12 +182,56 @@ func (b *KeyBuilder) File(ctx context.Context, role, path string) error {
 	if path == "" {
 		return nil
 	}
-	h, err := b.kc.Files.Hash(ctx, b.kc.Path(path))
+	h, err := b.kc.HashFile(ctx, path)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", role, path, err)
 	}
 	b.Add(InputFile, role+" "+path, []byte("sha256:"+h))
 	return nil
+}
+
+// HashFile returns the hex sha256 of a local file of the configuration and remembers it for the step's
+// run, which checks that what it copies or uploads is what the key was made from (Shared.CheckFile).
+func (kc *KeyContext) HashFile(ctx context.Context, path string) (string, error) {
+	abs := kc.Path(path)
+	h, err := kc.Files.Hash(ctx, abs)
+	if err == nil && kc.Shared != nil {
+		kc.Shared.Set(fileDigestName(abs), h)
+	}
+	return h, err
+}
+
+func fileDigestName(abs string) string { return "file sha256/" + abs }
+
+// FileDigest returns the hex sha256 a local file had when the plan keyed it.
+func (sh *Shared) FileDigest(path string) (string, bool) {
+	if sh == nil {
+		return "", false
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	v, ok := sh.Get(fileDigestName(abs))
+	h, _ := v.(string)
+	return h, ok
+}
+
+// CheckFile fails when the file at path, whose content a step has just read (hex sha256 got), is not the
+// content its key was made from: a file edited during an apply must not be stored under the old key.
+func (sh *Shared) CheckFile(path, got string) error {
+	want, ok := sh.FileDigest(path)
+	if !ok || want == got {
+		return nil
+	}
+	return fmt.Errorf("%s changed while imgform ran (sha256 %s when planned, %s when read): its result would be stored under the old content's key; run apply again", path, short(want), short(got))
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
 }
 
 // Variables records the digests of the variables the step reads (keyed for sensitive ones), to explain

@@ -23,6 +23,8 @@ type TestJob struct {
 	Message func(text string)
 	// Redact removes sensitive values from any text before it is shown or stored.
 	Redact func(string) string
+	// Shared holds what keying worked out, such as the digests of the test blocks' scripts.
+	Shared *Shared
 }
 
 // Check statuses of a TestReport.

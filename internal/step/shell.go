@@ -2,8 +2,12 @@ package step
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,9 +16,10 @@ import (
 )
 
 // CommandFor returns the shell command of a provisioner's or test's script or inline commands ("" when it
-// has neither). A script is uploaded to /tmp/imgform-<kind>-<name> first, run by path so that its own
-// shebang decides the interpreter, and removed.
-func CommandFor(ctx context.Context, sh Shell, configDir, kind, name, script string, inline []string) (string, error) {
+// has neither). A script is uploaded to /tmp/imgform-<kind>-<name> first (checked against the content it
+// was keyed with, see UploadChecked), run by path so that its own shebang decides the interpreter, and
+// removed.
+func CommandFor(ctx context.Context, sh Shell, shared *Shared, configDir, kind, name, script string, inline []string) (string, error) {
 	switch {
 	case script != "":
 		remote := "/tmp/imgform-" + kind + "-" + sanitize(name)
@@ -22,7 +27,7 @@ func CommandFor(ctx context.Context, sh Shell, configDir, kind, name, script str
 		if !filepath.IsAbs(local) {
 			local = filepath.Join(configDir, local)
 		}
-		if err := sh.UploadFile(ctx, local, remote, ssh.UploadOptions{Mode: 0o700}); err != nil {
+		if err := UploadChecked(ctx, sh, shared, local, remote, ssh.UploadOptions{Mode: 0o700}); err != nil {
 			return "", fmt.Errorf("upload of script %s: %w", script, err)
 		}
 		return fmt.Sprintf("%s; rc=$?; rm -f %s; exit $rc", ssh.Quote(remote), ssh.Quote(remote)), nil
@@ -30,6 +35,22 @@ func CommandFor(ctx context.Context, sh Shell, configDir, kind, name, script str
 		return "set -e\n" + strings.Join(inline, "\n"), nil
 	}
 	return "", nil
+}
+
+// UploadChecked uploads a local file, hashing what it sends, and fails when that is not the content the
+// step's key was made from (shared knows it; nil shared checks nothing). The file is read once, so what
+// is checked is what the guest got.
+func UploadChecked(ctx context.Context, sh Shell, shared *Shared, local, dest string, opts ssh.UploadOptions) (err error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	h := sha256.New()
+	if err := sh.Upload(ctx, io.TeeReader(f, h), dest, opts); err != nil {
+		return err
+	}
+	return shared.CheckFile(local, hex.EncodeToString(h.Sum(nil)))
 }
 
 func sanitize(name string) string {

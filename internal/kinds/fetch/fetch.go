@@ -5,6 +5,7 @@ package fetch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -62,7 +63,7 @@ func (Kind) Key(ctx context.Context, kc *step.KeyContext, s *step.Step, b *step.
 	case sum != "":
 		b.Add(step.InputSource, "source checksum", []byte(sum))
 	case src.Path != "":
-		h, err := kc.Files.Hash(ctx, kc.Path(src.Path))
+		h, err := kc.HashFile(ctx, src.Path)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", src.Path, err)
 		}
@@ -123,6 +124,14 @@ func (Kind) Run(ctx context.Context, env *step.Env, s *step.Step) (step.Result, 
 	img := s.Image
 	loc := location(img)
 	sum, _ := env.Shared.SourceChecksum(img.Name)
+	keyedContent := false
+	if sum == "" && img.Source.Path != "" {
+		// Keyed by its content at plan time: the copy must have that content, or a file edited meanwhile
+		// would be stored under the old content's key.
+		if h, ok := env.Shared.FileDigest(env.Path(img.Source.Path)); ok {
+			sum, keyedContent = "sha256:"+h, true
+		}
+	}
 	_, built, err := env.Store.GetOrBuild(ctx, s.Key, state.Info{Kind: s.Addr.Kind, Image: img.Name, Step: s.Addr.ID()},
 		env.LockOptions(fmt.Sprintf("fetch of image %s", img.Name)),
 		func(ctx context.Context, w *state.Writer) error {
@@ -134,6 +143,10 @@ func (Kind) Run(ctx context.Context, env *step.Env, s *step.Step) (step.Result, 
 				URL: loc, Checksum: sum, BaseDir: env.Config.Dir, Dest: dest,
 				Progress: func(done, total int64) { env.Progress("download", done, total) },
 			})
+			var mismatch *fetchlib.MismatchError
+			if keyedContent && errors.As(err, &mismatch) {
+				return fmt.Errorf("source %s changed while imgform ran (%s when planned, %s when copied): it would be stored under the old content's key; run apply again", img.Source.Path, mismatch.Expected, mismatch.Actual)
+			}
 			if err != nil {
 				return err
 			}

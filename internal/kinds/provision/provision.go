@@ -96,13 +96,13 @@ func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error 
 			if !filepath.IsAbs(src) {
 				src = filepath.Join(g.ConfigDir, src)
 			}
-			err = g.Shell.UploadFile(ctx, src, u.Destination, opts)
+			err = step.UploadChecked(ctx, g.Shell, g.Shared, src, u.Destination, opts)
 		}
 		if err != nil {
 			return fmt.Errorf("upload to %s: %w", u.Destination, err)
 		}
 	}
-	cmd, err := step.CommandFor(ctx, g.Shell, g.ConfigDir, "provision", p.Name, p.Script, p.Inline)
+	cmd, err := step.CommandFor(ctx, g.Shell, g.Shared, g.ConfigDir, "provision", p.Name, p.Script, p.Inline)
 	if err != nil || cmd == "" {
 		return err
 	}

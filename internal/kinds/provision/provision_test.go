@@ -94,3 +94,41 @@ func TestRunGuestTimeout(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// Issue 12.4: a file edited between the plan (which keyed its content) and the upload fails the step instead
+// of storing the new content under the old key; the script too.
+func TestRunGuestRefusesFilesChangedSincePlan(t *testing.T) {
+	for _, which := range []string{"upload", "script"} {
+		t.Run(which, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "payload")
+			if err := os.WriteFile(file, []byte("planned\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			kc := &step.KeyContext{Config: &config.Config{Dir: dir}, Files: step.OpenFileHasher(t.TempDir()), Shared: &step.Shared{}}
+			if _, err := kc.HashFile(context.Background(), "payload"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, []byte("edited during the apply\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p := &config.Provisioner{Name: "x", Timeout: time.Minute}
+			if which == "upload" {
+				p.Inline = []string{"true"}
+				p.Uploads = []*config.Upload{{Source: "payload", Destination: "/etc/payload"}}
+			} else {
+				p.Script = "payload"
+			}
+			sh := &steptest.Shell{}
+			s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: "x"}, Kind: Kind{}, Config: p}
+			err := Kind{}.RunGuest(context.Background(), &step.GuestEnv{Shell: sh, ConfigDir: dir, Shared: kc.Shared,
+				Output: func(string) {}, Redact: func(s string) string { return s }}, s)
+			if err == nil || !strings.Contains(err.Error(), "changed while imgform ran") {
+				t.Fatalf("error %v", err)
+			}
+			if len(sh.Runs) != 0 {
+				t.Errorf("ran %+v after a changed file", sh.Runs)
+			}
+		})
+	}
+}

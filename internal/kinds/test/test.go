@@ -157,7 +157,7 @@ func test(ctx context.Context, env *step.Env, s *step.Step) (report *step.TestRe
 		Image: img, ConfigDir: env.Config.Dir, Disk: step.Disk{Path: layer.Path(step.LayerFile), Format: "qcow2"},
 		WorkDir: work.Path(), BuildUser: step.BuildUserName, BuildKey: buildKey,
 		BuildHostKeys: hostKeys, BuildMachineID: strings.TrimSpace(string(machineID)),
-		Output: env.Output, Message: env.Warn, Redact: env.Config.Redact,
+		Output: env.Output, Message: env.Warn, Redact: env.Config.Redact, Shared: env.Shared,
 	})
 	if report != nil {
 		for i := range report.Checks {

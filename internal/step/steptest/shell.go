@@ -4,9 +4,7 @@ package steptest
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
 	"sync"
 
 	"gitlab.com/imgform/imgform/internal/steps/ssh"
@@ -60,13 +58,4 @@ func (s *Shell) Upload(_ context.Context, r io.Reader, dest string, opts ssh.Upl
 	defer s.mu.Unlock()
 	s.Uploads = append(s.Uploads, Upload{Dest: dest, Content: string(b), Opts: opts})
 	return nil
-}
-
-func (s *Shell) UploadFile(ctx context.Context, local, dest string, opts ssh.UploadOptions) error {
-	f, err := os.Open(local)
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", local, err)
-	}
-	defer func() { _ = f.Close() }()
-	return s.Upload(ctx, f, dest, opts)
 }

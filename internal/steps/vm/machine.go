@@ -88,10 +88,6 @@ func (q *qemuMachine) Upload(ctx context.Context, r io.Reader, dest string, opts
 	return q.client.Upload(ctx, r, dest, opts)
 }
 
-func (q *qemuMachine) UploadFile(ctx context.Context, local, dest string, opts ssh.UploadOptions) error {
-	return q.client.UploadFile(ctx, local, dest, opts)
-}
-
 func (q *qemuMachine) Snapshot(ctx context.Context, path string) error {
 	_, err := q.vm.Snapshot(ctx, path)
 	return err

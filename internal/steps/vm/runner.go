@@ -230,7 +230,7 @@ func (s *session) run(ctx context.Context, st *step.Step) error {
 	}
 	return gk.RunGuest(ctx, &step.GuestEnv{
 		Shell: s.m, ConfigDir: s.job.ConfigDir, BuildUser: step.BuildUserName,
-		Output: func(line string) { s.job.Output(st, line) }, Redact: s.job.Redact,
+		Output: func(line string) { s.job.Output(st, line) }, Redact: s.job.Redact, Shared: s.job.Shared,
 	}, st)
 }
 

@@ -208,7 +208,7 @@ func (t *testInstance) script(ctx context.Context, script string, env map[string
 func (t *testInstance) userTest(ctx context.Context, name string, inline []string, script string, sudo bool, timeout time.Duration) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd, err := step.CommandFor(ctx, t.client, t.job.ConfigDir, "test", name, script, inline)
+	cmd, err := step.CommandFor(ctx, t.client, t.job.Shared, t.job.ConfigDir, "test", name, script, inline)
 	if err != nil {
 		return step.CheckFailed, err.Error()
 	}
