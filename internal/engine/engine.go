@@ -72,7 +72,8 @@ func (e *Engine) keyContext(cfg *config.Config) (*step.KeyContext, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc := &step.KeyContext{Config: cfg, Files: step.OpenFileHasher(e.Store.Dir()), Salt: salt, Shared: &step.Shared{}}
+	kc := &step.KeyContext{Config: cfg, Files: step.OpenFileHasher(e.Store.Dir()), Salt: salt, Shared: &step.Shared{},
+		Warn: func(text string) { e.hooks().Message(LevelWarn, cfg.Redact(text)) }}
 	if e.DebugKeys {
 		kc.Debug = func(s *step.Step, name string, data []byte, digest string) {
 			shown := string(data)

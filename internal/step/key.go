@@ -86,6 +86,16 @@ type KeyContext struct {
 	// Shared carries values a kind works out while keying and needs again when it runs (a resolved source
 	// checksum): Env.Shared is the same.
 	Shared *Shared
+	// Warn tells the user about something worth knowing in the configuration (a weak checksum); it may be
+	// nil.
+	Warn func(text string)
+}
+
+// Warnf calls Warn, if set, with a formatted text.
+func (kc *KeyContext) Warnf(format string, args ...any) {
+	if kc.Warn != nil {
+		kc.Warn(fmt.Sprintf(format, args...))
+	}
 }
 
 // Path resolves a path of the configuration against its folder.
