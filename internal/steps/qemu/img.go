@@ -82,7 +82,17 @@ func Resize(ctx context.Context, path string, size int64) error {
 // Info returns what qemu-img knows about the image at path. It passes -U (force share), so it also works
 // on an image a running QEMU has open; what it reads then may lag behind the guest's latest writes.
 func Info(ctx context.Context, path string) (ImageInfo, error) {
-	out, err := runQemuImg(ctx, "info", "-U", "--output=json", path)
+	return info(ctx, path)
+}
+
+// InfoAs is Info with the format given, so that qemu-img does not guess it.
+func InfoAs(ctx context.Context, path, format string) (ImageInfo, error) {
+	return info(ctx, path, "-f", format)
+}
+
+func info(ctx context.Context, path string, opts ...string) (ImageInfo, error) {
+	args := append(append([]string{"info", "-U"}, opts...), "--output=json", path)
+	out, err := runQemuImg(ctx, args...)
 	if err != nil {
 		return ImageInfo{}, err
 	}

@@ -1,9 +1,7 @@
 package qemu
 
 import (
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -180,17 +178,4 @@ func backingOf(path string) (string, error) {
 		name = filepath.Join(filepath.Dir(path), name)
 	}
 	return filepath.Clean(name), nil
-}
-
-// InfoAs is Info with the format given, so that qemu-img does not guess it.
-func InfoAs(ctx context.Context, path, format string) (ImageInfo, error) {
-	out, err := runQemuImg(ctx, "info", "-U", "-f", format, "--output=json", path)
-	if err != nil {
-		return ImageInfo{}, err
-	}
-	var info ImageInfo
-	if err := json.Unmarshal(out, &info); err != nil {
-		return ImageInfo{}, fmt.Errorf("qemu-img info %s: %w", path, err)
-	}
-	return info, nil
 }
