@@ -20,7 +20,12 @@ import (
 
 // Fetcher fetches source images. It holds no state: the zero value is ready, and it is safe for
 // concurrent use.
-type Fetcher struct{}
+type Fetcher struct {
+	// freeSpace and spaceEvery replace, in tests, the statfs that tells the free space of a destination's
+	// file system and the bytes between two checks (space.go).
+	freeSpace  func(dir string) (int64, error)
+	spaceEvery int64
+}
 
 // Request says what to fetch.
 type Request struct {
@@ -42,6 +47,12 @@ type Request struct {
 	// Progress, if set, is called as download bytes arrive with the bytes so far and the total, -1 when
 	// the server does not say. It runs on the fetching goroutine.
 	Progress func(done, total int64)
+
+	// MaxSize bounds a download: a server that announces more is refused before a byte is written, one
+	// that sends more is cut off, both with a *TooLargeError. 0 means DefaultMaxSize (64 GiB), a negative
+	// value no bound. Whatever the bound, a download or copy that does not fit in the free space of Dest's
+	// file system fails early with a *SpaceError (space.go).
+	MaxSize int64
 }
 
 // Result says where the fetched image is.
@@ -53,8 +64,9 @@ type Result struct {
 }
 
 // Fetch gets the image req describes and verifies it. A mismatch is a *MismatchError; a sums file without
-// the image's name is a *NoEntryError; a malformed sums file is a *SyntaxError. After any error nothing is
-// left at Dest, and ctx cancellation stops a download between two reads.
+// the image's name is a *NoEntryError; a malformed sums file is a *SyntaxError; a download above its bound
+// is a *TooLargeError; one that does not fit on the destination's file system is a *SpaceError. After any
+// error nothing is left at Dest, and ctx cancellation stops a download between two reads.
 func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	src, err := parseSource(req.URL, req.BaseDir)
 	if err != nil {
@@ -66,27 +78,27 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 		}
 		req.Dest = filepath.Join(req.BaseDir, req.Dest)
 	}
-	sum, err := resolveChecksum(ctx, req, src)
+	sum, err := f.resolveChecksum(ctx, req, src)
 	if err != nil {
 		return Result{}, err
 	}
 	if src.local != "" {
-		return fetchLocal(ctx, req, src, sum)
+		return f.fetchLocal(ctx, req, src, sum)
 	}
 	if req.Dest == "" {
 		return Result{}, fmt.Errorf("fetch %s: a remote source needs a destination to download to", src.display)
 	}
-	return download(ctx, req, src, sum)
+	return f.download(ctx, req, src, sum)
 }
 
 // download fetches a remote source through go-getter into a temp file next to Dest, verifies it and
 // publishes it at Dest.
-func download(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
+func (f *Fetcher) download(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
 	out, err := createDest(req.Dest)
 	if err != nil {
 		return Result{}, fmt.Errorf("fetch %s: %w", src.display, err)
 	}
-	res, err := downloadTo(ctx, req, src, want, out)
+	res, err := downloadTo(ctx, req, src, want, out, bound{limit: limitFor(req.MaxSize), space: f.spaceCheck()})
 	if err != nil {
 		return Result{}, errors.Join(err, out.Abort()) // Abort is a no-op after a failed Commit
 	}
@@ -94,11 +106,11 @@ func download(ctx context.Context, req Request, src source, want Checksum) (Resu
 }
 
 // downloadTo fills out and commits it at req.Dest; the caller aborts out on error.
-func downloadTo(ctx context.Context, req Request, src source, want Checksum, out *fsutil.AtomicFile) (Result, error) {
+func downloadTo(ctx context.Context, req Request, src source, want Checksum, out *fsutil.AtomicFile, b bound) (Result, error) {
 	// go-getter opens the temp file by name, writes through its own descriptor and verifies a declared
 	// checksum after downloading; Commit then syncs and renames that same file.
 	tmp := out.File().Name()
-	if err := getFile(ctx, src, want, tmp, 0, req.Progress); err != nil {
+	if err := getFile(ctx, src, want, tmp, b, req.Progress); err != nil {
 		var mismatch *MismatchError
 		if errors.As(err, &mismatch) {
 			return Result{}, err
@@ -123,8 +135,10 @@ func downloadTo(ctx context.Context, req Request, src source, want Checksum, out
 }
 
 // fetchLocal verifies a local file and uses it in place, or copies it to Dest while verifying it. It never
-// links: whoever asks for a Dest may write to it, and a write through a link would change the source.
-func fetchLocal(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
+// links: whoever asks for a Dest may write to it, and a write through a link would change the source. A
+// copy is checked against the free space of Dest's file system as a download is, but not bounded: the
+// configuration chose the file.
+func (f *Fetcher) fetchLocal(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
 	fi, err := os.Stat(src.local)
 	if err != nil {
 		return Result{}, fmt.Errorf("source: %w", err)
@@ -137,7 +151,7 @@ func fetchLocal(ctx context.Context, req Request, src source, want Checksum) (Re
 		alg = SHA256
 	}
 	if req.Dest != "" {
-		sum, size, err := copyVerified(ctx, src.local, req.Dest, alg, want, src.local)
+		sum, size, err := copyVerified(ctx, src.local, req.Dest, alg, want, src.local, bound{space: f.spaceCheck()}, fi.Size())
 		if err != nil {
 			return Result{}, fmt.Errorf("copy %s to %s: %w", src.local, req.Dest, err)
 		}

@@ -24,15 +24,17 @@ func createDest(dst string) (*fsutil.AtomicFile, error) {
 	return fsutil.CreateAtomic(dst, 0o644)
 }
 
-// copyVerified copies src to dst atomically, hashing while copying so that the copy is checked in the same
-// pass: against want when it is set, else the computed sum is only reported. Nothing is left at dst when
-// the copy fails or does not match.
-func copyVerified(ctx context.Context, src, dst string, alg Algorithm, want Checksum, display string) (Checksum, int64, error) {
+// copyVerified copies src, of size bytes, to dst atomically, hashing while copying so that the copy is
+// checked in the same pass: against want when it is set, else the computed sum is only reported. b checks
+// the free space of dst's file system before and while copying. Nothing is left at dst when the copy fails
+// or does not match.
+func copyVerified(ctx context.Context, src, dst string, alg Algorithm, want Checksum, display string, b bound, size int64) (Checksum, int64, error) {
 	out, err := createDest(dst)
 	if err != nil {
 		return Checksum{}, 0, err
 	}
-	sum, n, err := copyHashed(ctx, src, out, alg)
+	b.dir = filepath.Dir(dst)
+	sum, n, err := copyHashed(ctx, src, out, alg, b, size)
 	if err == nil && !want.IsZero() && sum != want {
 		err = &MismatchError{URL: display, Expected: want, Actual: sum}
 	}
@@ -45,13 +47,14 @@ func copyVerified(ctx context.Context, src, dst string, alg Algorithm, want Chec
 	return sum, n, nil
 }
 
-// copyHashed copies src into out and digests what it copies with alg.
-func copyHashed(ctx context.Context, src string, out io.Writer, alg Algorithm) (sum Checksum, n int64, err error) {
+// copyHashed copies src, of size bytes, into out within the bound b and digests what it copies with alg.
+func copyHashed(ctx context.Context, src string, out io.Writer, alg Algorithm, b bound, size int64) (sum Checksum, n int64, err error) {
 	h := alg.newHash()
-	in, err := os.Open(src)
+	f, err := os.Open(src)
 	if err != nil {
 		return Checksum{}, 0, err
 	}
+	in := b.guard(f, size, nil)
 	defer closeErr(in, &err)
 	n, err = getter.Copy(ctx, io.MultiWriter(out, h), in)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 
 	getter "github.com/hashicorp/go-getter/v2"
@@ -26,21 +27,21 @@ import (
 const supportedSources = "http:// and https:// URLs, local paths and file: URLs"
 
 // getFile downloads src into the existing empty file dst. A declared want is verified by go-getter after
-// the download (a mismatch is a *MismatchError); maxBytes, when positive, caps the body (go-getter then
-// fails with io.ErrShortWrite); progress, when set, sees the bytes as they arrive.
-func getFile(ctx context.Context, src source, want Checksum, dst string, maxBytes int64, progress func(done, total int64)) error {
+// the download (a mismatch is a *MismatchError); b bounds the body and checks the free space of dst's file
+// system (a *TooLargeError or a *SpaceError, see space.go); progress, when set, sees the bytes as they
+// arrive.
+func getFile(ctx context.Context, src source, want Checksum, dst string, b bound, progress func(done, total int64)) error {
 	client := &getter.Client{
-		Getters:         []getter.Getter{newHTTPGetter(maxBytes)},
+		Getters:         []getter.Getter{newHTTPGetter()},
 		Decompressors:   noDecompressors,
 		DisableSymlinks: true,
 	}
+	b.dir = filepath.Dir(dst)
 	req := &getter.Request{
-		Src:     src.withChecksum(want),
-		Dst:     dst,
-		GetMode: getter.ModeFile,
-	}
-	if progress != nil {
-		req.ProgressListener = progressTracker{report: progress}
+		Src:              src.withChecksum(want),
+		Dst:              dst,
+		GetMode:          getter.ModeFile,
+		ProgressListener: tracker{bound: b, report: progress},
 	}
 	_, err := client.Get(ctx, req)
 	switch {
@@ -66,14 +67,14 @@ func getFile(ctx context.Context, src source, want Checksum, dst string, maxByte
 var noDecompressors = map[string]getter.Decompressor{}
 
 // newHTTPGetter returns a fresh getter for one client: go-getter's HttpGetter stores its http.Client on
-// first use, so sharing one between concurrent fetches would race.
-func newHTTPGetter(maxBytes int64) *getter.HttpGetter {
+// first use, so sharing one between concurrent fetches would race. Its MaxBytes stays unset: getFile's
+// tracker bounds the body instead (space.go says why).
+func newHTTPGetter() *getter.HttpGetter {
 	return &getter.HttpGetter{
 		Netrc: true, // as go-getter's default getter: credentials from ~/.netrc
 		// The HEAD request only serves to resume into an existing partial file. We always download into an
 		// empty temp file, so it would be a wasted round trip.
 		DoNotCheckHeadFirst: true,
-		MaxBytes:            maxBytes,
 	}
 }
 

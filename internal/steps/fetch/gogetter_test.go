@@ -33,7 +33,7 @@ func TestGoGetterSumsFiles(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			srv := newServer(t, map[string][]byte{"/SUMS": []byte(tc.sums)})
-			client := &getter.Client{Getters: []getter.Getter{newHTTPGetter(0)}, Decompressors: noDecompressors}
+			client := &getter.Client{Getters: []getter.Getter{newHTTPGetter()}, Decompressors: noDecompressors}
 			got, err := client.GetChecksum(context.Background(), &getter.Request{
 				Src: srv.URL + imagePath + "?checksum=file:" + srv.URL + "/SUMS",
 			})

@@ -32,9 +32,10 @@ var testImage = func() []byte {
 func sha256Hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 func sha512Hex(b []byte) string { s := sha512.Sum512(b); return hex.EncodeToString(s[:]) }
 
-// testServer serves files over loopback HTTP and counts requests per path. Two path prefixes misbehave on
+// testServer serves files over loopback HTTP and counts requests per path. Some path prefixes misbehave on
 // purpose: /cut/ sends half the body with the full Content-Length and closes the connection; /stall/
-// sends half the body and then waits for the client to go away.
+// sends half the body and then waits for the client to go away; /chunked/ sends the body in pieces without
+// announcing its size; /announce/<n>/ announces n bytes, sends a few and hangs up.
 type testServer struct {
 	*httptest.Server
 	files map[string][]byte
@@ -66,6 +67,25 @@ func newServer(t *testing.T, files map[string][]byte) *testServer {
 			case <-r.Context().Done():
 			case <-quit:
 			}
+		case strings.HasPrefix(r.URL.Path, "/chunked/"):
+			body, ok := s.files[strings.TrimPrefix(r.URL.Path, "/chunked")]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			for len(body) > 0 { // each flush is a chunk: the response has no Content-Length
+				n := min(len(body), 16<<10)
+				if _, err := w.Write(body[:n]); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				body = body[n:]
+			}
+		case strings.HasPrefix(r.URL.Path, "/announce/"):
+			size, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/announce/"), "/")
+			w.Header().Set("Content-Length", size)
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(testImage[:1024]) // then the handler returns and the server closes the connection
 		default:
 			body, ok := s.files[r.URL.Path]
 			if !ok {

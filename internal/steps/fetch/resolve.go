@@ -25,11 +25,11 @@ func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, e
 	if err != nil {
 		return Checksum{}, err
 	}
-	return resolveChecksum(ctx, req, img)
+	return f.resolveChecksum(ctx, req, img)
 }
 
 // resolveChecksum is ResolveChecksum for the parsed source img.
-func resolveChecksum(ctx context.Context, req Request, img source) (Checksum, error) {
+func (f *Fetcher) resolveChecksum(ctx context.Context, req Request, img source) (Checksum, error) {
 	spec := strings.TrimSpace(req.Checksum)
 	if spec == "" {
 		return Checksum{}, nil
@@ -42,7 +42,7 @@ func resolveChecksum(ctx context.Context, req Request, img source) (Checksum, er
 	if err != nil {
 		return Checksum{}, fmt.Errorf("checksum file: %w", err)
 	}
-	data, err := readSums(ctx, sums)
+	data, err := f.readSums(ctx, sums)
 	if err != nil {
 		return Checksum{}, err
 	}
@@ -56,7 +56,7 @@ func resolveChecksum(ctx context.Context, req Request, img source) (Checksum, er
 // readSums returns the content of a sums file: read in place when local, else downloaded through go-getter
 // into a temp folder that is removed afterwards (the file is small and, for "latest" URLs, changes, so it
 // is never kept).
-func readSums(ctx context.Context, sums source) (data []byte, err error) {
+func (f *Fetcher) readSums(ctx context.Context, sums source) (data []byte, err error) {
 	if sums.local != "" {
 		return readLimited(sums.local, sums.display)
 	}
@@ -70,9 +70,8 @@ func readSums(ctx context.Context, sums source) (data []byte, err error) {
 		}
 	}()
 	dst := filepath.Join(dir, "sums")
-	if err := getFile(ctx, sums, Checksum{}, dst, maxSumsSize+1, nil); err != nil {
-		// With MaxBytes reached go-getter stops short of the Content-Length and says only "short write".
-		if errors.Is(err, io.ErrShortWrite) {
+	if err := getFile(ctx, sums, Checksum{}, dst, bound{limit: maxSumsSize, space: f.spaceCheck()}, nil); err != nil {
+		if tooLarge := (*TooLargeError)(nil); errors.As(err, &tooLarge) {
 			return nil, fmt.Errorf("checksum file %s is larger than %d MiB: is it really a sums file?", sums.display, maxSumsSize>>20)
 		}
 		return nil, fmt.Errorf("download checksum file %s: %w", sums.display, err)
