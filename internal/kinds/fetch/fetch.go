@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
@@ -108,6 +109,14 @@ func resolveChecksum(ctx context.Context, kc *step.KeyContext, img *config.Image
 		out = sum.String()
 	}
 	kc.Shared.SetSourceChecksum(img.Name, out)
+	if sum.Type.Weak() { // once per image: the next call finds the checksum in kc.Shared
+		from := ""
+		if typ, ref, ok := strings.Cut(strings.TrimSpace(spec), ":"); ok && strings.EqualFold(typ, "file") {
+			from = ", the strongest that " + fetchlib.Redact(ref) + " lists for it"
+		}
+		kc.Warnf("image %q: the source checksum is %s%s: %s is broken (files with the same digest can be made), so it catches a damaged download but not an image replaced by a hostile mirror; give a sha256 or sha512 checksum if the publisher has one",
+			img.Name, sum.Type, from, sum.Type)
+	}
 	return out, nil
 }
 

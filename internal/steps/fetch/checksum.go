@@ -62,6 +62,12 @@ func (a Algorithm) newHash() hash.Hash {
 	}
 }
 
+// Weak tells whether a is broken as a security hash (md5, sha1): files with the same digest can be made, so
+// a digest in it catches a damaged download but does not prove that the file is the one its publisher
+// meant when a hostile mirror serves it. They are accepted, for old mirrors that publish nothing else; the
+// fetch kind warns at plan time.
+func (a Algorithm) Weak() bool { return a == MD5 || a == SHA1 }
+
 // algorithmFromName maps a name as written in a checksum ("sha256") or a BSD line tag ("SHA256",
 // "SHA2-256") to an Algorithm.
 func algorithmFromName(name string) (Algorithm, bool) {

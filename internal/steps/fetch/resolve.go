@@ -28,6 +28,10 @@ func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, e
 	return f.resolveChecksum(ctx, req, img)
 }
 
+// Redact renders a source or sums file address as written, for messages, with any credentials in it
+// redacted.
+func Redact(raw string) string { return redactRaw(strings.TrimSpace(raw)) }
+
 // resolveChecksum is ResolveChecksum for the parsed source img.
 func (f *Fetcher) resolveChecksum(ctx context.Context, req Request, img source) (Checksum, error) {
 	spec := strings.TrimSpace(req.Checksum)
