@@ -90,7 +90,8 @@ func (Kind) Explain(in step.Input) string {
 }
 
 // resolveChecksum gives the concrete "type:hex" checksum of an image's source, downloading only a sums
-// file for "file:" checksums; "" when the source declares none. It is resolved once per plan.
+// file for "file:" checksums; "" when the source declares none. It is resolved once per plan, and warns
+// then about a weak checksum (md5, sha1) or a sums file whose PGP signature is not checked.
 func resolveChecksum(ctx context.Context, kc *step.KeyContext, img *config.Image) (string, error) {
 	if sum, ok := kc.Shared.SourceChecksum(img.Name); ok {
 		return sum, nil
@@ -100,7 +101,8 @@ func resolveChecksum(ctx context.Context, kc *step.KeyContext, img *config.Image
 	if spec == "none" {
 		spec = ""
 	}
-	sum, err := (&fetchlib.Fetcher{}).ResolveChecksum(ctx, fetchlib.Request{URL: location(img), Checksum: spec, BaseDir: kc.Config.Dir})
+	sum, err := (&fetchlib.Fetcher{}).ResolveChecksum(ctx, fetchlib.Request{URL: location(img), Checksum: spec, BaseDir: kc.Config.Dir,
+		Warn: func(text string) { kc.Warnf("image %q: %s", img.Name, text) }})
 	if err != nil {
 		return "", fmt.Errorf("image %q: resolving the source checksum: %w", img.Name, err)
 	}

@@ -47,13 +47,17 @@ func keyImages(t *testing.T, dir string, images ...*config.Image) []string {
 
 // TestKeyWarnsWeakChecksum keys sources whose checksum is md5 or sha1, written out or picked from a sums
 // file served over loopback HTTP: they are accepted (old mirrors publish nothing else) with one warning per
-// image at plan time, naming the image and saying what to use; sha256 and sha512 give none.
+// image at plan time, naming the image and saying what to use; sha256 and sha512 give none. A clear-signed
+// sums file is accepted with one warning that its signature was not checked.
 func TestKeyWarnsWeakChecksum(t *testing.T) {
 	m, s1, s256 := md5.Sum(disk), sha1.Sum(disk), sha256.Sum256(disk)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/MD5SUMS":
 			fmt.Fprintf(w, "%s  disk.qcow2\n", hexSum(m[:]))
+		case "/CHECKSUM": // clear-signed, as Fedora's; the signature is made up
+			fmt.Fprintf(w, "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nSHA256 (disk.qcow2) = %s\n"+
+				"-----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n", hexSum(s256[:]))
 		case "/SUMS":
 			fmt.Fprintf(w, "MD5 (disk.qcow2) = %s\nSHA256 (disk.qcow2) = %s\n", hexSum(m[:]), hexSum(s256[:]))
 		default:
@@ -71,6 +75,7 @@ func TestKeyWarnsWeakChecksum(t *testing.T) {
 		"md5 from sums":     {checksum: "file:" + srv.URL + "/MD5SUMS", want: []string{"md5", srv.URL + "/MD5SUMS"}},
 		"sha256 from sums":  {checksum: "file:" + srv.URL + "/SUMS"}, // listed under md5 too: the strongest wins
 		"sha256 written":    {checksum: "sha256:" + hexSum(s256[:])},
+		"clear-signed sums": {checksum: "file:" + srv.URL + "/CHECKSUM", want: []string{`image "web"`, srv.URL + "/CHECKSUM", "PGP", "not checked", "sha256:" + hexSum(s256[:])}},
 		"none":              {checksum: "none"},
 		"no checksum given": {},
 	}

@@ -48,6 +48,10 @@ type Request struct {
 	// the server does not say. It runs on the fetching goroutine.
 	Progress func(done, total int64)
 
+	// Warn, if set, is told what the caller should pass on to the user without failing: a sums file whose
+	// PGP signature imgform did not check (pgp.go).
+	Warn func(text string)
+
 	// MaxSize bounds a download: a server that announces more is refused before a byte is written, one
 	// that sends more is cut off, both with a *TooLargeError. 0 means DefaultMaxSize (64 GiB), a negative
 	// value no bound. Whatever the bound, a download or copy that does not fit in the free space of Dest's

@@ -16,10 +16,11 @@ const maxSumsSize = 64 << 20
 
 // ResolveChecksum turns req.Checksum into a concrete checksum for req.URL. An empty Checksum gives the zero
 // Checksum (none declared); "type:value" is parsed; "file:<url or path>" downloads only that sums file
-// (never the image), reads it in GNU or BSD style and picks the line for the image's file name. The planner
-// calls this to compute keys; passing the result's String() as a later Request.Checksum spares Fetch a
-// second download of the sums file. It checks req.URL too, so that a source Fetch would refuse (s3::,
-// git::...) fails at plan time.
+// (never the image), reads it in GNU or BSD style and picks the line for the image's file name; req.Warn
+// hears when the file is PGP-signed, as the signature is not checked. The planner calls this to compute
+// keys; passing the result's String() as a later Request.Checksum spares Fetch a second download of the
+// sums file. It checks req.URL too, so that a source Fetch would refuse (s3::, git::...) fails at plan
+// time.
 func (f *Fetcher) ResolveChecksum(ctx context.Context, req Request) (Checksum, error) {
 	img, err := parseSource(req.URL, req.BaseDir)
 	if err != nil {
@@ -50,11 +51,15 @@ func (f *Fetcher) resolveChecksum(ctx context.Context, req Request, img source) 
 	if err != nil {
 		return Checksum{}, err
 	}
-	entries, err := parseSums(sums.display, data)
+	entries, signed, err := parseSignedSums(sums.display, data)
 	if err != nil {
 		return Checksum{}, err
 	}
-	return matchSums(sums.display, img.name, img.relativeTo(sums), entries)
+	sum, err := matchSums(sums.display, img.name, img.relativeTo(sums), entries)
+	if err == nil && signed && req.Warn != nil {
+		req.Warn(signedWarning(sums.display, sum))
+	}
+	return sum, err
 }
 
 // readSums returns the content of a sums file: read in place when local, else downloaded through go-getter

@@ -62,61 +62,42 @@ func (e *NoEntryError) Error() string {
 // bsdLine matches "SHA256 (name) = hex"; the name is greedy so that names holding parentheses still parse.
 var bsdLine = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9-]*) ?\((.*)\) ?= ?([0-9A-Fa-f]+)$`)
 
-// PGP clear-signing armour (Fedora's CHECKSUM files are signed this way).
-const (
-	pgpSignedBegin = "-----BEGIN PGP SIGNED MESSAGE-----"
-	pgpSigBegin    = "-----BEGIN PGP SIGNATURE-----"
-	pgpSigEnd      = "-----END PGP SIGNATURE-----"
-)
-
 // parseSums reads a sums file in GNU style ("<hex>  <name>", "<hex> *<name>") or BSD style
-// ("SHA256 (<name>) = <hex>"), the two mixed if need be. Blank lines, "#" comments and a PGP clear-signing
-// armour are skipped; the signature is not checked. A file holding a single bare digest (a ".sha256"
-// sidecar, or "sha256sum < f" output naming "-") yields one entry with an empty name.
+// ("SHA256 (<name>) = <hex>"), the two mixed if need be. Blank lines and "#" comments are skipped. A PGP
+// clear-signed file is read as the body it signs (pgp.go); the signature is not checked. A file holding a
+// single bare digest (a ".sha256" sidecar, or "sha256sum < f" output naming "-") yields one entry with an
+// empty name.
 func parseSums(file string, data []byte) ([]sumEntry, error) {
-	var entries []sumEntry
-	inHeader, inSig := false, false
-	lines := strings.Split(string(data), "\n")
-	for i, raw := range lines {
-		lineNo := i + 1
-		line := strings.TrimSuffix(raw, "\r")
-		trimmed := strings.TrimSpace(line)
-		switch {
-		case inSig:
-			inSig = trimmed != pgpSigEnd
-			continue
-		case inHeader:
-			// Armour headers ("Hash: SHA256") run up to the first empty line.
-			inHeader = trimmed != ""
-			continue
-		case trimmed == pgpSignedBegin:
-			inHeader = true
-			continue
-		case trimmed == pgpSigBegin:
-			inSig = true
-			continue
-		case trimmed == "" || strings.HasPrefix(trimmed, "#"):
-			continue
-		}
-		// Clear-signed text escapes lines starting with "-" as "- -...".
-		line = strings.TrimPrefix(line, "- ")
-		e, reason := parseSumLine(line)
-		if reason != "" {
-			return nil, &SyntaxError{File: file, Line: lineNo, Text: trimmed, Reason: reason}
-		}
-		e.line = lineNo
-		entries = append(entries, e)
+	entries, _, err := parseSignedSums(file, data)
+	return entries, err
+}
+
+// parseSignedSums is parseSums that also tells whether the file was clear-signed.
+func parseSignedSums(file string, data []byte) ([]sumEntry, bool, error) {
+	lines, signed, err := signedBody(file, data)
+	if err != nil {
+		return nil, false, err
 	}
-	if inSig || inHeader {
-		return nil, &SyntaxError{File: file, Line: len(lines), Text: "", Reason: "PGP armour is not closed"}
+	var entries []sumEntry
+	for _, l := range lines {
+		trimmed := strings.TrimSpace(l.text)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		e, reason := parseSumLine(l.text)
+		if reason != "" {
+			return nil, false, &SyntaxError{File: file, Line: l.no, Text: trimmed, Reason: reason}
+		}
+		e.line = l.no
+		entries = append(entries, e)
 	}
 	for _, e := range entries {
 		if e.name == "" && len(entries) > 1 {
-			return nil, &SyntaxError{File: file, Line: e.line, Text: e.hex,
+			return nil, false, &SyntaxError{File: file, Line: e.line, Text: e.hex,
 				Reason: "a digest without a file name is only allowed as the sole entry"}
 		}
 	}
-	return entries, nil
+	return entries, signed, nil
 }
 
 // parseSumLine reads one non-blank line; a non-empty reason says why it is malformed.
