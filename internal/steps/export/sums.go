@@ -2,6 +2,7 @@ package export
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,9 +35,16 @@ const unverifiedPrefix = "# unverified: "
 
 // WriteSumEntries writes or updates dir/SHA256SUMS in the GNU style of sha256sum ("<hex>  <name>", so
 // "sha256sum -c SHA256SUMS" checks it): the given entries replace lines for the same names, lines for
-// other files are kept, and the lines are sorted by name. The file is replaced atomically, under an
-// exclusive lock on dir, so that exports finishing at the same time, in this process or another, do not
-// lose each other's lines.
+// other files are kept while those files are still there with those sums (see stillListed), and the lines
+// are sorted by name. The file is replaced atomically, under an exclusive lock on dir, so that exports
+// finishing at the same time, in this process or another, do not lose each other's lines.
+//
+// Several configurations may export to one folder, each merging its own lines. Keeping the others' lines
+// blindly let the file vouch for an output that was removed or replaced since its configuration wrote it,
+// and that configuration's next apply may never write again. A line is a claim about a file's bytes, so
+// each writer checks the lines it keeps: dropped when the file is gone, not a regular file, or changed to
+// other bytes. One SHA256SUMS per folder stays what Debian and others publish and what "sha256sum -c" and
+// deployments read; per-output sidecar files would fix the merge but not the published format.
 func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 	for _, e := range entries {
 		if err := checkSumEntry(e); err != nil {
@@ -64,6 +73,24 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 			return err
 		}
 	}
+	if len(byName) > 0 {
+		written, err := writtenAt(path)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		for name, e := range byName {
+			if slices.ContainsFunc(entries, func(n SumEntry) bool { return n.Name == name }) {
+				continue // replaced below
+			}
+			keep, err := stillListed(dir, e, written)
+			if err != nil {
+				return fmt.Errorf("write %s: checking the line of %s: %w", path, name, err)
+			}
+			if !keep {
+				delete(byName, name)
+			}
+		}
+	}
 	for _, e := range entries {
 		e.SHA256 = strings.ToLower(e.SHA256)
 		byName[e.Name] = e
@@ -82,6 +109,54 @@ func WriteSumEntries(dir string, entries []SumEntry) (err error) {
 		fmt.Fprintf(&b, "%s  %s\n", e.SHA256, name)
 	}
 	return fsutil.WriteFileAtomic(path, []byte(b.String()), OutputPerm)
+}
+
+// stillListed tells whether the line e, read from a SHA256SUMS last written at written, still holds: its
+// file is a regular file in dir with that SHA-256. Hashing every output of the folder at every export
+// would read gigabytes, so a file is hashed only when it changed since written; otherwise it still has the
+// bytes it had when that line was last kept or written, each writer having checked the lines it kept. A
+// change is seen in the file's status change time (ctime), which any write, rename or copy onto the name
+// moves and which, unlike the modification time that cp -p or rsync -t set to an old date, no user can set.
+func stillListed(dir string, e SumEntry, written time.Time) (bool, error) {
+	path := filepath.Join(dir, e.Name)
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	changed := time.Unix(st.Ctim.Unix())
+	if m := time.Unix(st.Mtim.Unix()); m.After(changed) {
+		changed = m
+	}
+	if changed.Before(written) {
+		return true, nil
+	}
+	// The lock on dir is held while hashing, and the caller has no context: an output changed behind
+	// imgform's back costs one read of it, once.
+	sum, _, err := fsutil.HashFile(context.Background(), path)
+	if err != nil {
+		return false, err
+	}
+	return sum == e.SHA256, nil
+}
+
+// writtenAt is when the SHA256SUMS at path was last written: the earlier of its modification and status
+// change times (a later touch moves both).
+func writtenAt(path string) (time.Time, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return time.Time{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	w := time.Unix(st.Mtim.Unix())
+	if c := time.Unix(st.Ctim.Unix()); c.Before(w) {
+		w = c
+	}
+	return w, nil
 }
 
 // parseGNUSums reads "<hex>  <name>" and "<hex> *<name>" lines, and "# unverified: " lines of such, into
