@@ -727,6 +727,20 @@ func golden(t *testing.T) (string, string) {
 	}
 	writeDrillConfig(t, d.dir, d.img, drillConfigOptions{})
 	b := &concurrentBuild{dir: d.dir, copyDir: filepath.Join(base, "copy"), cache: d.cache, logs: d.logs}
+	// The source is served only while the build runs (the server ends with the test that asked first):
+	// afterwards both folders point at the local image again, which has the same checksum and so the same keys.
+	varsFile := filepath.Join(d.dir, "drill.auto.imgvars.hcl")
+	localVars, err := os.ReadFile(varsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, dir := range []string{b.dir, b.copyDir} {
+			if err := os.WriteFile(filepath.Join(dir, "drill.auto.imgvars.hcl"), localVars, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
 	var mu sync.Mutex
 	d.serveSource(t, func(w http.ResponseWriter, r *http.Request, path string) {
 		if r.Method == http.MethodGet {
