@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // metaFormatVersion is the format_version of meta.json files this build writes and reads.
@@ -113,7 +115,7 @@ func validFileName(name string) error {
 	case name == "" || name == "." || name == "..":
 		return fmt.Errorf("invalid object file name %q", name)
 	case len(name) > maxNameLen:
-		return fmt.Errorf("object file name %q is longer than %d bytes", name, maxNameLen)
+		return fmt.Errorf("object file name %q... is longer than %d bytes", name[:32], maxNameLen)
 	case strings.ContainsAny(name, "/\\\x00\n\r"):
 		return fmt.Errorf("object file name %q holds a path separator or control character", name)
 	}
@@ -128,8 +130,8 @@ func (m *Meta) check(key Key) error {
 	if m.Key != key {
 		return fmt.Errorf("metadata is for key %s", m.Key.Short())
 	}
-	if m.Kind == "" {
-		return errors.New("no kind")
+	if err := m.Info.validate(); err != nil {
+		return err
 	}
 	var total int64
 	for i, f := range m.Files {
@@ -139,7 +141,7 @@ func (m *Meta) check(key Key) error {
 		if i > 0 && m.Files[i-1].Name >= f.Name {
 			return errors.New("file list is not sorted or has duplicates")
 		}
-		if f.Size < 0 || len(f.SHA256) != 2*sha256.Size {
+		if f.Size < 0 || f.Size > math.MaxInt64-total || !validDigest(f.SHA256) {
 			return fmt.Errorf("file %q: bad size or sha256", f.Name)
 		}
 		total += f.Size
@@ -153,7 +155,23 @@ func (m *Meta) check(key Key) error {
 	if m.Parent.IsZero() != (m.ParentSHA256 == "") {
 		return errors.New("parent and parent_sha256 disagree")
 	}
+	if m.ParentSHA256 != "" && !validDigest(m.ParentSHA256) {
+		return errors.New("parent_sha256 is not a sha256")
+	}
 	return nil
+}
+
+// validDigest reports whether s is a sha256 as the store writes it: 64 lowercase hex digits.
+func validDigest(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // readMeta reads and checks the metadata of the object folder dir.
@@ -169,7 +187,7 @@ func readMeta(dir string, key Key) (*Meta, error) {
 	}
 	var m Meta
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("metadata unreadable: %w", err)
+		return nil, fmt.Errorf("metadata unreadable: %w", clippedError{err})
 	}
 	if err := m.check(key); err != nil {
 		return nil, fmt.Errorf("metadata inconsistent: %w", err)
@@ -177,6 +195,26 @@ func readMeta(dir string, key Key) (*Meta, error) {
 	m.LastUsed = st.ModTime()
 	return &m, nil
 }
+
+// clippedError keeps a decoding error for errors.Is and errors.As but shortens its message: encoding/json
+// quotes whole values (a number of a million digits, a key of any length), and a damaged meta.json must
+// not paste itself into warnings and cache verify's report.
+type clippedError struct{ err error }
+
+func (e clippedError) Error() string {
+	const max = 200
+	msg := e.err.Error()
+	if len(msg) <= max {
+		return msg
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n] + "..."
+}
+
+func (e clippedError) Unwrap() error { return e.err }
 
 // checkFiles is the cheap content check done on every lookup: each file exists, is a regular file and has
 // its recorded size. Re-hashing is left to Verify because objects are many GB.

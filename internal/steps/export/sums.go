@@ -177,6 +177,11 @@ func parseGNUSums(path string, data []byte, byName map[string]SumEntry) error {
 		}
 		e := SumEntry{Name: name, SHA256: strings.ToLower(sum), Unverified: unverified}
 		if !ok || checkSumEntry(e) != nil {
+			// Anyone who can write the folder wrote the line: quote only its start.
+			const maxQuoted = 100
+			if len(line) > maxQuoted {
+				line = line[:maxQuoted] + "..."
+			}
 			return fmt.Errorf("%s: line %d is not a GNU-style SHA-256 line (\"<sha256>  <name>\"): %q", path, i+1, line)
 		}
 		byName[name] = e

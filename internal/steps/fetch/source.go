@@ -135,17 +135,21 @@ func remoteSource(raw, rest string) (source, error) {
 func fileURLSource(raw, rest, baseDir string) (source, error) {
 	u, err := url.Parse(rest)
 	if err != nil {
-		return source{}, fmt.Errorf("source %q: %w", raw, err)
+		var uerr *url.Error // its message repeats the URL, password included
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return source{}, fmt.Errorf("source %q: %w", redactRaw(raw), err)
 	}
 	p := u.Path
 	switch {
 	case u.Opaque != "":
 		p = u.Opaque
 	case u.Host != "" && u.Host != "localhost":
-		return source{}, fmt.Errorf("source %q: a file URL cannot name another host (%s)", raw, u.Host)
+		return source{}, fmt.Errorf("source %q: a file URL cannot name another host (%s)", redactRaw(raw), u.Host)
 	}
 	if p == "" {
-		return source{}, fmt.Errorf("source %q names no file", raw)
+		return source{}, fmt.Errorf("source %q names no file", redactRaw(raw))
 	}
 	return localSource(raw, filepath.FromSlash(p), baseDir)
 }
@@ -154,7 +158,7 @@ func fileURLSource(raw, rest, baseDir string) (source, error) {
 func localSource(raw, p, baseDir string) (source, error) {
 	if !filepath.IsAbs(p) {
 		if baseDir == "" {
-			return source{}, fmt.Errorf("source %q is a relative path but the request has no base directory", raw)
+			return source{}, fmt.Errorf("source %q is a relative path but the request has no base directory", redactRaw(raw))
 		}
 		p = filepath.Join(baseDir, p)
 	}
@@ -162,7 +166,8 @@ func localSource(raw, p, baseDir string) (source, error) {
 	return source{local: p, display: p, name: filepath.Base(p)}, nil
 }
 
-// redactRaw renders a source as written, with credentials redacted when it parses as a URL.
+// redactRaw renders a source as written, with credentials redacted: as redactURL does when it parses as
+// a URL, else by cutting what follows "scheme://user:" up to the last "@" of the authority.
 func redactRaw(raw string) string {
 	forced, rest := "", raw
 	if m := forcedGetter.FindStringSubmatch(raw); m != nil {
@@ -171,8 +176,11 @@ func redactRaw(raw string) string {
 	if u, err := url.Parse(rest); err == nil && u.Scheme != "" {
 		return forced + redactURL(u)
 	}
-	return raw
+	return forced + rawPassword.ReplaceAllString(rest, "${1}redacted@")
 }
+
+// rawPassword matches "scheme://user:password@" in a URL that does not parse.
+var rawPassword = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^/?#]*@`)
 
 // withChecksum adds go-getter's magic "checksum" query parameter, which makes Client.Get verify the file
 // after downloading it and strips the parameter before the request goes out.

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // This file parses checksum ("sums") files. go-getter has a parser too (checksum.go, parseChecksumLine), but it
@@ -32,7 +33,19 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("malformed sums file %s: line %d: %s: %q", e.File, e.Line, e.Reason, e.Text)
+	return fmt.Sprintf("malformed sums file %s: line %d: %s: %q", e.File, e.Line, e.Reason, clip(e.Text, 100))
+}
+
+// clip shortens s, a piece of a downloaded file, to about n bytes for a message: a mirror can send one
+// line of many megabytes.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // NoEntryError reports a sums file that does not list the image.
@@ -49,13 +62,17 @@ func (e *NoEntryError) Error() string {
 		base = base[i+1:]
 	}
 	msg := fmt.Sprintf("no entry for %s in %s (%s)", e.Name, base, e.File)
+	listed := make([]string, 0, min(len(e.Listed), maxListed))
+	for _, name := range e.Listed[:min(len(e.Listed), maxListed)] {
+		listed = append(listed, clip(name, 100))
+	}
 	switch {
 	case len(e.Listed) == 0:
 		return msg + ": the file lists no files"
 	case len(e.Listed) > maxListed:
-		return fmt.Sprintf("%s: the file lists %s and %d more", msg, strings.Join(e.Listed[:maxListed], ", "), len(e.Listed)-maxListed)
+		return fmt.Sprintf("%s: the file lists %s and %d more", msg, strings.Join(listed, ", "), len(e.Listed)-maxListed)
 	default:
-		return msg + ": the file lists " + strings.Join(e.Listed, ", ")
+		return msg + ": the file lists " + strings.Join(listed, ", ")
 	}
 }
 
@@ -202,5 +219,5 @@ func matchSums(file, name, relPath string, entries []sumEntry) (Checksum, error)
 		tags = append(tags, e.tag)
 	}
 	return Checksum{}, fmt.Errorf("sums file %s lists %s only with unsupported algorithms (%s); supported: sha512, sha256, sha1, md5",
-		file, name, strings.Join(tags, ", "))
+		file, name, clip(strings.Join(tags, ", "), 200))
 }

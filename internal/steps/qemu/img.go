@@ -96,8 +96,8 @@ func info(ctx context.Context, path string, opts ...string) (ImageInfo, error) {
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	var info ImageInfo
-	if err := json.Unmarshal(out, &info); err != nil {
+	info, err := parseImageInfo(out)
+	if err != nil {
 		return ImageInfo{}, fmt.Errorf("qemu-img info %s: %w", path, err)
 	}
 	return info, nil
@@ -109,11 +109,56 @@ func BackingChain(ctx context.Context, path string) ([]ImageInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var chain []ImageInfo
-	if err := json.Unmarshal(out, &chain); err != nil {
+	chain, err := parseBackingChain(out)
+	if err != nil {
 		return nil, fmt.Errorf("qemu-img info --backing-chain %s: %w", path, err)
 	}
 	return chain, nil
+}
+
+// parseImageInfo decodes what qemu-img info --output=json printed about one image.
+func parseImageInfo(out []byte) (ImageInfo, error) {
+	var info ImageInfo
+	if err := json.Unmarshal(out, &info); err != nil {
+		return ImageInfo{}, err
+	}
+	return info, info.check()
+}
+
+// parseBackingChain decodes what qemu-img info --output=json --backing-chain printed: the images from the
+// top down, each but the last naming a backing file.
+func parseBackingChain(out []byte) ([]ImageInfo, error) {
+	var chain []ImageInfo
+	if err := json.Unmarshal(out, &chain); err != nil {
+		return nil, err
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("no image in the chain")
+	}
+	for i, info := range chain {
+		if err := info.check(); err != nil {
+			return nil, fmt.Errorf("image %d of the chain: %w", i+1, err)
+		}
+		switch last := i == len(chain)-1; {
+		case last && info.BackingFilename != "":
+			return nil, fmt.Errorf("the last image of the chain (%d) names a backing file", len(chain))
+		case !last && info.BackingFilename == "":
+			return nil, fmt.Errorf("image %d of %d of the chain names no backing file", i+1, len(chain))
+		}
+	}
+	return chain, nil
+}
+
+// check rejects what qemu-img does not print about an image it could open, such as the empty ImageInfo
+// that "null" or "{}" decode to.
+func (i ImageInfo) check() error {
+	if i.Format == "" {
+		return errors.New("no format")
+	}
+	if i.VirtualSize < 0 || i.ActualSize < 0 {
+		return fmt.Errorf("negative size (virtual %d, actual %d bytes)", i.VirtualSize, i.ActualSize)
+	}
+	return nil
 }
 
 // runQemuImg runs qemu-img and returns its standard output, or an error with its standard error.

@@ -98,7 +98,7 @@ func DialQMP(ctx context.Context, path string) (*QMP, error) {
 		return nil, errors.Join(fmt.Errorf("qmp: greeting: %w", err), ctx.Err(), closeConn(conn))
 	}
 	if greeting.QMP == nil {
-		return nil, errors.Join(fmt.Errorf("qmp: expected a greeting, got %s", greeting.raw), closeConn(conn))
+		return nil, errors.Join(fmt.Errorf("qmp: expected a greeting, got %s", clipLine(greeting.raw)), closeConn(conn))
 	}
 	go q.read(r)
 	if err := q.Execute(ctx, "qmp_capabilities", nil, nil); err != nil {
@@ -114,10 +114,19 @@ func readMessage(r *bufio.Reader) (message, error) {
 	}
 	var m message
 	if err := json.Unmarshal(line, &m); err != nil {
-		return message{}, fmt.Errorf("qmp: bad message %q: %w", line, err)
+		return message{}, fmt.Errorf("qmp: bad message %q: %w", clipLine(line), err)
 	}
 	m.raw = line
 	return m, nil
+}
+
+// clipLine shortens a line QEMU sent for a message: the start says enough, and a line can be long.
+func clipLine(line []byte) string {
+	const max = 200
+	if len(line) <= max {
+		return string(line)
+	}
+	return string(line[:max]) + "..."
 }
 
 // read delivers replies to their commands and events to the events channel until the connection ends.

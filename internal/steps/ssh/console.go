@@ -1,7 +1,6 @@
 package ssh
 
 import (
-	"bufio"
 	"errors"
 	"regexp"
 	"strings"
@@ -72,10 +71,10 @@ func ParseConsole(text string) ConsoleKeys {
 		inKeys, inFPs, afterKeygen bool
 		block                      []ssh.PublicKey
 	)
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+	// No line scanner: one with a bounded buffer stops at the first longer line, and a guest could hide
+	// the keys behind one. The text is in memory already and the regexps take linear time.
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\r\n")
 		switch {
 		case strings.Contains(line, beginKeys):
 			inKeys, block = true, nil

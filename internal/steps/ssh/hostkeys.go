@@ -151,17 +151,20 @@ func MarshalHostKeys(keys []ssh.PublicKey) []byte {
 }
 
 // ParseHostKeys reads what MarshalHostKeys wrote. An empty record is an error: pinning nothing would lock
-// the build out, and accepting anything is not an option.
+// the build out, and accepting anything is not an option. A line that is not a key is an error too, where
+// ssh's authorized_keys reader would skip it (and with it a key cut short).
 func ParseHostKeys(b []byte) ([]ssh.PublicKey, error) {
 	var keys []ssh.PublicKey
-	rest := b
-	for len(bytes.TrimSpace(rest)) > 0 {
-		k, _, _, r, err := ssh.ParseAuthorizedKey(rest)
-		if err != nil {
-			return nil, fmt.Errorf("ssh: host key record: %w", err)
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		// ssh's errors quote the line's key type, whatever its length: a damaged line gets its number only.
+		k, _, options, _, err := ssh.ParseAuthorizedKey(line)
+		if err != nil || len(options) > 0 {
+			return nil, fmt.Errorf("ssh: host key record: line %d is not a public key in authorized_keys form", i+1)
 		}
 		keys = append(keys, k)
-		rest = r
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("ssh: host key record is empty")
