@@ -26,7 +26,11 @@ func (r *recorder) StepStarted(s *engine.StepPlan) { r.t.Logf("%s: running", s.I
 func (r *recorder) StepOutput(s *engine.StepPlan, line string) { r.t.Logf("%s: %s", s.ID, line) }
 
 func (r *recorder) StepFinished(s *engine.StepPlan, st engine.StepStatus, d time.Duration, err error) {
-	r.t.Logf("%s: %s in %s %v", s.ID, st, d.Round(time.Second), err)
+	if err != nil {
+		r.t.Logf("%s: %s in %s: %v", s.ID, st, d.Round(time.Second), err)
+	} else {
+		r.t.Logf("%s: %s in %s", s.ID, st, d.Round(time.Second))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.finished[s.ID] = st
