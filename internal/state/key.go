@@ -19,11 +19,16 @@ type Key [KeySize]byte
 // ParseKey parses the 64 hex digits written by [Key.String].
 func ParseKey(s string) (Key, error) {
 	var k Key
+	// Keys come from files and the command line: quote at most a key's length of what was given.
+	shown := s
+	if len(shown) > 2*KeySize {
+		shown = shown[:2*KeySize] + "..."
+	}
 	if len(s) != 2*KeySize {
-		return k, fmt.Errorf("parse key %q: want %d hex digits, got %d", s, 2*KeySize, len(s))
+		return k, fmt.Errorf("parse key %q: want %d hex digits, got %d", shown, 2*KeySize, len(s))
 	}
 	if _, err := hex.Decode(k[:], []byte(s)); err != nil {
-		return Key{}, fmt.Errorf("parse key %q: %w", s, err)
+		return Key{}, fmt.Errorf("parse key %q: %w", shown, err)
 	}
 	return k, nil
 }

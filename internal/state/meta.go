@@ -175,13 +175,20 @@ func validDigest(s string) bool {
 }
 
 // readMeta reads and checks the metadata of the object folder dir.
+// maxMetaSize bounds what readMeta reads: far above any real metadata (a few files of one step).
+const maxMetaSize = 1 << 20
+
 func readMeta(dir string, key Key) (*Meta, error) {
 	path := filepath.Join(dir, metaName)
-	b, err := os.ReadFile(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	st, err := os.Stat(path)
+	// A metadata file is a few hundred bytes; a huge one is damage or a plant, not something to read whole.
+	if st.Size() > maxMetaSize {
+		return nil, fmt.Errorf("metadata unreadable: %d bytes, more than the %d a metadata file can have", st.Size(), maxMetaSize)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
