@@ -95,29 +95,48 @@ func CheckStandalone(path, format string) error {
 	if format != "qcow2" {
 		return nil
 	}
+	named, err := namedFiles(path)
+	switch {
+	case err != nil:
+		return err
+	case !named.qcow2:
+		return fmt.Errorf("%s is not a qcow2 image", path)
+	case named.dataFile:
+		return errors.New("the qcow2 image keeps its data in an external data file: QEMU would read that file of this host; use a standalone image (qemu-img convert -O qcow2 in.qcow2 out.qcow2)")
+	case named.backing != "":
+		return fmt.Errorf("the qcow2 image names a backing file (%q): QEMU would read that file of this host into the image; use a standalone image (qemu-img convert -O qcow2 in.qcow2 out.qcow2)", named.backing)
+	}
+	return nil
+}
+
+// named is what an image's header says about other files: whether it is qcow2 at all, its backing file as
+// written ("" for none) and whether it has an external data file.
+type named struct {
+	qcow2    bool
+	backing  string
+	dataFile bool
+}
+
+// namedFiles reads the header of the image at path (a raw file names nothing).
+func namedFiles(path string) (named, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return named{}, err
 	}
 	defer func() { _ = f.Close() }()
 	h, ok, err := readQcow2Header(f)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%s: %w", path, err)
-	case !ok:
-		return fmt.Errorf("%s is not a qcow2 image", path)
-	}
-	if h.Incompatible&qcow2IncompatDataFile != 0 {
-		return errors.New("the qcow2 image keeps its data in an external data file: QEMU would read that file of this host; use a standalone image (qemu-img convert -O qcow2 in.qcow2 out.qcow2)")
-	}
-	name, err := h.backingName(f)
 	if err != nil {
-		return err
+		return named{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if name != "" {
-		return fmt.Errorf("the qcow2 image names a backing file (%q): QEMU would read that file of this host into the image; use a standalone image (qemu-img convert -O qcow2 in.qcow2 out.qcow2)", name)
+	if !ok {
+		return named{}, nil
 	}
-	return nil
+	n := named{qcow2: true, dataFile: h.Incompatible&qcow2IncompatDataFile != 0}
+	if n.dataFile {
+		return n, nil // the data file's name is in an extension; having one at all is refused
+	}
+	n.backing, err = h.backingName(f)
+	return n, err
 }
 
 // CheckChainWithin checks the chain of qcow2 layers that starts at path before QEMU or qemu-img opens it:
@@ -152,25 +171,16 @@ func CheckChainWithin(path, root string) error {
 // backingOf returns the path of the backing file of the image at path, resolved against its folder, or ""
 // when the image has none (a raw file or a standalone qcow2 image).
 func backingOf(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	n, err := namedFiles(path)
+	switch {
+	case err != nil:
 		return "", err
-	}
-	defer func() { _ = f.Close() }()
-	h, ok, err := readQcow2Header(f)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	if !ok {
-		return "", nil // raw
-	}
-	if h.Incompatible&qcow2IncompatDataFile != 0 {
+	case n.dataFile:
 		return "", fmt.Errorf("%s keeps its data in an external data file", path)
+	case n.backing == "":
+		return "", nil // raw, or a standalone qcow2 image
 	}
-	name, err := h.backingName(f)
-	if err != nil || name == "" {
-		return "", err
-	}
+	name := n.backing
 	if i := strings.IndexAny(name, ":/"); i >= 0 && name[i] == ':' {
 		return "", fmt.Errorf("%s names a backing file through a protocol (%q)", path, name)
 	}

@@ -250,7 +250,7 @@ type sessionTest struct {
 func newSession(t *testing.T, kinds ...step.Kind) *sessionTest {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed")
+		t.Fatal("qemu-img is not installed: run scripts/install-deps.sh (as root)")
 	}
 	st, err := state.Open(filepath.Join(t.TempDir(), "store"))
 	if err != nil {
