@@ -111,7 +111,9 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 		if err := s.Kind.Key(ctx, kc, s, b); err != nil {
 			return nil, err
 		}
-		s.Key, s.Inputs = b.Sum()
+		if s.Key, s.Inputs, err = b.Sum(); err != nil {
+			return nil, err
+		}
 	}
 	if hold != nil {
 		keys := make([]state.Key, len(g.Steps))

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -140,6 +141,7 @@ type KeyBuilder struct {
 	// tainted is set when the step reads a sensitive variable: every part of its own then counts as
 	// sensitive, whatever encoding its bytes use.
 	tainted bool
+	err     error
 }
 
 type keyPart struct {
@@ -265,7 +267,7 @@ func (b *KeyBuilder) Variables(names ...[]string) {
 		}
 		dig := Digest(data)
 		if v.Sensitive {
-			dig = keyedDigest(b.kc.Salt, data)
+			dig = b.keyedDigest(data)
 			b.tainted = true
 		}
 		b.inputs = append(b.inputs, Input{Type: InputVariable, Name: "variable " + n, Digest: dig, Explain: true})
@@ -274,14 +276,14 @@ func (b *KeyBuilder) Variables(names ...[]string) {
 
 // Sum returns the key and the inputs sorted by name. A sensitive part enters the key as its HMAC under the
 // key secret instead of its bytes, and its input's digest is that HMAC.
-func (b *KeyBuilder) Sum() (state.Key, []Input) {
+func (b *KeyBuilder) Sum() (state.Key, []Input, error) {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	for _, p := range b.parts {
 		data, dig := p.data, Digest(p.data)
 		sensitive := !p.public && (b.tainted || b.kc.holdsSecret(p.data))
 		if sensitive {
-			dig = keyedDigest(b.kc.Salt, p.data)
+			dig = b.keyedDigest(p.data)
 			data = []byte(dig)
 		}
 		b.inputs[p.input].Digest = dig
@@ -300,7 +302,10 @@ func (b *KeyBuilder) Sum() (state.Key, []Input) {
 	var k state.Key
 	copy(k[:], h.Sum(nil))
 	sort.SliceStable(b.inputs, func(i, j int) bool { return b.inputs[i].Name < b.inputs[j].Name })
-	return k, b.inputs
+	if b.err != nil {
+		return state.Key{}, nil, fmt.Errorf("key of %s: %w", b.step.Addr.ID(), b.err)
+	}
+	return k, b.inputs, nil
 }
 
 // Digest is "sha256:<hex>" of data.
@@ -309,13 +314,13 @@ func Digest(data []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// keyedDigest is a digest that cannot be brute-forced without the key secret, for sensitive values.
-func keyedDigest(secret, data []byte) string {
-	if len(secret) == 0 {
-		// A key context without a secret is a bug: never fall back to a guessable digest.
-		panic("step: keyed digest without a key secret")
+// keyedDigest is a digest that cannot be brute-forced without the key secret, for sensitive values. A
+// key context without a secret is an error of its maker (Sum reports it): never a guessable digest.
+func (b *KeyBuilder) keyedDigest(data []byte) string {
+	if len(b.kc.Salt) == 0 {
+		b.err = errors.New("a sensitive value is part of a key, but there is no key secret to hash it with")
 	}
-	m := hmac.New(sha256.New, secret)
+	m := hmac.New(sha256.New, b.kc.Salt)
 	m.Write(data)
 	return "hmac:" + hex.EncodeToString(m.Sum(nil))
 }

@@ -23,7 +23,11 @@ func keyOf(t *testing.T, kc *KeyContext, k Kind, add func(b *KeyBuilder)) (state
 	t.Helper()
 	b := NewKeyBuilder(kc, &Step{Addr: Address{Image: "img", Kind: k.Name()}, Kind: k})
 	add(b)
-	return b.Sum()
+	key, in, err := b.Sum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, in
 }
 
 func testContext(salt string) *KeyContext {

@@ -22,7 +22,10 @@ func TestKeyHoldsTheScriptThatRuns(t *testing.T) {
 	if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
 		t.Fatal(err)
 	}
-	_, inputs := b.Sum()
+	_, inputs, err := b.Sum()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var script *step.Input
 	for i := range inputs {
 		if inputs[i].Name == "cleanup script" {
