@@ -177,3 +177,12 @@ func (n *NetworkUnit) DHCPv4RouteMetric() string {
 	}
 	return ""
 }
+
+// NetworkVarRefs names the variables the image's network blocks use.
+func (img *Image) NetworkVarRefs() []string {
+	var refs []string
+	for _, n := range img.Networks {
+		refs = append(refs, n.VarRefs...)
+	}
+	return refs
+}

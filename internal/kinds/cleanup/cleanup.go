@@ -45,11 +45,7 @@ func (Kind) Key(_ context.Context, _ *step.KeyContext, s *step.Step, b *step.Key
 		return err
 	}
 	b.Script("cleanup script", scriptOf(s.Image))
-	refs := [][]string{c.VarRefs}
-	for _, n := range s.Image.Networks {
-		refs = append(refs, n.VarRefs)
-	}
-	b.Variables(refs...)
+	b.Variables(c.VarRefs, s.Image.NetworkVarRefs())
 	return nil
 }
 

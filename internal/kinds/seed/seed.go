@@ -42,11 +42,7 @@ func (Kind) Key(_ context.Context, _ *step.KeyContext, s *step.Step, b *step.Key
 	}
 	b.Add(step.InputConfig, "user-data", ud)
 	b.Add(step.InputConfig, "hostname", []byte(seedlib.HostnameFor(s.Image.Name)))
-	refs := [][]string{s.Image.Userdata.VarRefs}
-	for _, n := range s.Image.Networks {
-		refs = append(refs, n.VarRefs)
-	}
-	b.Variables(refs...)
+	b.Variables(s.Image.Userdata.VarRefs, s.Image.NetworkVarRefs())
 	return nil
 }
 
