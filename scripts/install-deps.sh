@@ -6,8 +6,9 @@ set -eu
 # the seed back in tests; zstd: the benchmarks compare against the zstd command line; e2fsprogs (mkfs.ext4,
 # debugfs), fdisk (sfdisk) and systemd (journalctl): the cleanup test and the drills look inside file systems;
 # systemd (systemctl --root) and python3-yaml: the cleanup's network handoff runs on a file tree in tests.
-# file: make lint refuses tracked binaries.
-pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml file"
+# file: make lint refuses tracked binaries. passt: the guest's network without a way to the host's loopback
+# (machine.host_loopback). docker-registry: the remote cache's tests run a real registry on loopback.
+pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml file passt docker-registry"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
