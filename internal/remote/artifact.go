@@ -154,9 +154,13 @@ func parseManifest(key state.Key, desc ocispec.Descriptor, b []byte, fetchMeta f
 		return nil, fmt.Errorf("tag %s holds a %q artifact with a %q config: %w", Tag(key), m.ArtifactType,
 			m.Config.MediaType, ErrNotStep)
 	}
-	if m.Config.Size < 0 || m.Config.Size > maxMetaSize || len(m.Layers) > maxLayers {
-		return nil, fmt.Errorf("manifest: meta.json of %d bytes or %d layers, beyond imgform's limits: %w",
-			m.Config.Size, len(m.Layers), state.ErrCorrupt)
+	if m.Config.Size < 0 || m.Config.Size > maxMetaSize {
+		return nil, fmt.Errorf("manifest: meta.json of %d bytes, more than the %d imgform reads: %w",
+			m.Config.Size, maxMetaSize, state.ErrCorrupt)
+	}
+	if len(m.Layers) > maxLayers {
+		return nil, fmt.Errorf("manifest: %d layers, more than the %d imgform reads: %w", len(m.Layers), maxLayers,
+			state.ErrCorrupt)
 	}
 	metaJSON := m.Config.Data
 	if metaJSON == nil {
@@ -197,8 +201,11 @@ func (e *Entry) layers() ([]layerFile, error) {
 		if !ok {
 			return nil, fmt.Errorf("layer %s holds %q, which meta.json does not list: %w", l.Digest, name, state.ErrCorrupt)
 		}
-		if l.MediaType != MediaTypeFile || l.Size < 0 || l.Digest.Validate() != nil {
+		if l.MediaType != MediaTypeFile {
 			return nil, fmt.Errorf("layer of %q: media type %q, want %q: %w", name, l.MediaType, MediaTypeFile, state.ErrCorrupt)
+		}
+		if l.Size < 0 || l.Digest.Validate() != nil {
+			return nil, fmt.Errorf("layer of %q: bad size %d or digest %q: %w", name, l.Size, l.Digest, state.ErrCorrupt)
 		}
 		if l.Annotations[annotationFileSHA256] != file.SHA256 || l.Annotations[annotationFileSize] != strconv.FormatInt(file.Size, 10) {
 			return nil, fmt.Errorf("layer of %q: annotations disagree with meta.json: %w", name, state.ErrCorrupt)

@@ -82,8 +82,12 @@ func (cr *credentials) find(ctx context.Context, hostport string) (auth.Credenti
 			fmt.Errorf("Docker credentials for %s from %s: %w", hostport, cr.dockerConfig, err)
 	}
 	if cred == auth.EmptyCredential {
-		return cred, fmt.Sprintf("no credentials (%s unset, no %s for this host, nothing for %s in %s)",
-			EnvUser, envCIUser, hostport, cr.dockerConfig), nil
+		ci := "unset"
+		if v := cr.getenv(envCIRegistry); v != "" {
+			ci = fmt.Sprintf("%q, another host", v)
+		}
+		return cred, fmt.Sprintf("%s is unset, %s is %s, and %s has nothing for %s", EnvUser, envCIRegistry, ci,
+			cr.dockerConfig, hostport), nil
 	}
 	what := "token"
 	if cred.Username != "" {

@@ -28,9 +28,8 @@ func (c *Cache) explain(err error) error {
 		return fmt.Errorf("registry %s denied access to %s with %s; the account may lack the pull or push "+
 			"permission: %w: %w", c.ref.Host, c.ref.Repository, c.creds.describe(), ErrUnauthorized, err)
 	case errors.Is(err, auth.ErrBasicCredentialNotFound):
-		return fmt.Errorf("registry %s wants credentials and none were found (tried %s, %s for %s, and Docker's "+
-			"%s): set %s and %s, or run docker login %s: %w", c.ref.Host, EnvUser, envCIUser, envCIRegistry,
-			c.creds.dockerConfig, EnvUser, EnvPassword, c.ref.Host, ErrUnauthorized)
+		return fmt.Errorf("registry %s wants credentials and none were found (%s): set %s and %s, or run "+
+			"docker login %s: %w", c.ref.Host, c.creds.describe(), EnvUser, EnvPassword, c.ref.Host, ErrUnauthorized)
 	case errors.As(err, &unknownCA):
 		return fmt.Errorf("registry %s: its TLS certificate is signed by an authority this machine does not "+
 			"trust; if the registry uses a private CA, give the CA's PEM certificate as the CA file (CAFile): %w",

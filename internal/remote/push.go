@@ -56,6 +56,11 @@ func (c *Cache) Push(ctx context.Context, st *state.Store, obj *state.Object, an
 	}
 	for i, o := range chain { // root first
 		e, ok, err := c.Stat(ctx, o.Key)
+		if errors.Is(err, state.ErrCorrupt) || errors.Is(err, ErrNotStep) {
+			// A damaged entry would stay a miss for everyone until retention removes it: replace it.
+			c.logf("remote: %s: replacing a bad entry: %v", o.Key.Short(), err)
+			ok, err = false, nil
+		}
 		if err != nil {
 			return rep, fmt.Errorf("push %s: %w", obj.Key.Short(), err)
 		}

@@ -168,7 +168,7 @@ func TestCorruptedBlob(t *testing.T) {
 	reg := startRegistry(t, registryOptions{})
 	a, b := openStore(t), openStore(t)
 	obj := commitFiles(t, a, testKey("fetch"), state.Info{Kind: "fetch"}, map[string][]byte{
-		"disk.raw": noise(200 << 10),
+		"disk.raw":   noise(200 << 10),
 		"SHA256SUMS": []byte("abc  disk.raw\n"),
 	})
 	c := openCache(t, reg, env{}, nil)
