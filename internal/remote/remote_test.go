@@ -261,3 +261,36 @@ func mustStat(t *testing.T, path string) os.FileInfo {
 	}
 	return fi
 }
+
+// TestParentBuiltTwice has two machines build the same base key with other bytes (builds are not
+// reproducible). B's layer is useless over A's base: B does not push it, and B cannot pull A's layer over
+// its own base.
+func TestParentBuiltTwice(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t, registryOptions{})
+	a, b := openStore(t), openStore(t)
+	baseInfo := state.Info{Kind: "fetch"}
+	baseA := commitFiles(t, a, testKey("base"), baseInfo, map[string][]byte{"disk": []byte("built on A")})
+	baseB := commitFiles(t, b, testKey("base"), baseInfo, map[string][]byte{"disk": []byte("built on B")})
+	layerInfo := func(base *state.Object) state.Info { return state.Info{Kind: "disk", Parent: base.Key} }
+	layerA := commitFiles(t, a, testKey("layer"), layerInfo(baseA), map[string][]byte{"disk": []byte("A's overlay")})
+	layerB := commitFiles(t, b, testKey("layer2"), layerInfo(baseB), map[string][]byte{"disk": []byte("B's overlay")})
+
+	c := openCache(t, reg, env{}, nil)
+	if _, err := c.Push(ctx, a, layerA, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Push(ctx, b, layerB, nil)
+	if !errors.Is(err, ErrParentConflict) {
+		t.Fatalf("Push over another build of the parent: %v, want ErrParentConflict", err)
+	}
+	t.Log(err)
+	if _, ok, err := c.Stat(ctx, layerB.Key); ok || err != nil {
+		t.Errorf("B's layer was pushed: %v, %v", ok, err)
+	}
+	_, err = c.Pull(ctx, b, layerA.Key)
+	if !errors.Is(err, state.ErrParentMismatch) {
+		t.Fatalf("Pull over another build of the parent: %v, want state.ErrParentMismatch", err)
+	}
+	t.Log(err)
+}
