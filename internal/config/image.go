@@ -170,6 +170,7 @@ var machineSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "type"}, {Name: "memory"}, {Name: "cpus"}, {Name: "cpu"}, {Name: "disk_size"},
 		{Name: "accelerator"}, {Name: "firmware"}, {Name: "boot_timeout"}, {Name: "shutdown_timeout"},
+		{Name: "host_loopback"},
 	},
 }
 
@@ -196,6 +197,10 @@ func (d *decoder) machine(b *hcl.Block, imgRange hcl.Range) Machine {
 	d.oneOf(a, "firmware", Firmwares, &m.Firmware)
 	d.duration(a, "boot_timeout", &m.BootTimeout)
 	d.duration(a, "shutdown_timeout", &m.ShutdownTimeout)
+	if _, ok := a["host_loopback"]; ok {
+		m.HostLoopback = new(bool)
+		d.boolean(a, "host_loopback", m.HostLoopback)
+	}
 	return m
 }
 

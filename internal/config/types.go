@@ -93,9 +93,12 @@ type Machine struct {
 	Firmware        string // bios or uefi
 	BootTimeout     time.Duration
 	ShutdownTimeout time.Duration
-	DeclRange       hcl.Range
-	DiskSizeRange   hcl.Range // where disk_size's value is written, for later errors; zero when not given
-	VarRefs         []string
+	// HostLoopback says whether the guest may reach services on the build host's loopback; nil (not set)
+	// means no where passt is installed and yes, with a warning, where it is not (qemu.ResolveNetwork).
+	HostLoopback  *bool
+	DeclRange     hcl.Range
+	DiskSizeRange hcl.Range // where disk_size's value is written, for later errors; zero when not given
+	VarRefs       []string
 }
 
 // Userdata is what cloud-init receives: the user's cloud-config (as a cty object, rendered to YAML late so the

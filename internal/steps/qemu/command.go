@@ -15,6 +15,7 @@ const DiskID = "disk0"
 // paths are the files of a VM's state folder, as absolute paths.
 type paths struct {
 	serial, qmp, pid, vars string
+	net, passtLog          string // passt's socket and log, for NetworkIsolated
 }
 
 func statePaths(o Options) (paths, error) {
@@ -33,8 +34,17 @@ func statePaths(o Options) (paths, error) {
 			return paths{}, err
 		}
 	}
-	if len(p.qmp) > maxSocketPath {
-		return paths{}, fmt.Errorf("qemu: QMP socket path %s is longer than %d bytes", p.qmp, maxSocketPath)
+	p.net = filepath.Join(dir, PasstSocketName)
+	if o.NetSocket != "" {
+		if p.net, err = absPath(o.NetSocket); err != nil {
+			return paths{}, err
+		}
+	}
+	p.passtLog = filepath.Join(dir, PasstLogName)
+	for _, s := range []string{p.qmp, p.net} {
+		if len(s) > maxSocketPath {
+			return paths{}, fmt.Errorf("qemu: socket path %s is longer than %d bytes", s, maxSocketPath)
+		}
 	}
 	return p, nil
 }
@@ -97,10 +107,14 @@ func Command(o Options) ([]string, error) {
 	if o.MAC != "" {
 		nic += ",mac=" + o.MAC
 	}
+	// No privileges, no bridge either way. Only 127.0.0.1 is forwarded, never all interfaces: the build key
+	// is the only lock on the guest while it builds. passt (passt.go) forwards it for NetworkIsolated.
+	netdev := "stream,id=net0,server=off,addr.type=unix,addr.path=" + escapeOpt(p.net)
+	if o.Network == NetworkUser {
+		netdev = fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", o.SSHPort)
+	}
 	args = append(args,
-		// User-mode network: no privileges, no bridge. Only 127.0.0.1 is forwarded, never all interfaces:
-		// the build key is the only lock on the guest while it builds.
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", o.SSHPort),
+		"-netdev", netdev,
 		"-device", nic,
 		// Entropy from the host: without it ssh-keygen and the kernel's random pool wait long under TCG.
 		"-device", "virtio-rng-pci")

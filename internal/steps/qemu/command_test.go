@@ -15,7 +15,7 @@ func TestCommand(t *testing.T) {
 		"-qmp", "unix:/run/vm/qmp.sock,server=on,wait=off", "-pidfile", "/run/vm/qemu.pid",
 		"-drive", "file=/img/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,detect-zeroes=unmap,cache=unsafe",
 		"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
-		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"}
+		"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path=/run/vm/net.sock", "-device", "virtio-net-pci,netdev=net0"}
 	cases := map[string]struct {
 		opts    func(o *Options)
 		want    []string // each pair or single argument must appear, in this order
@@ -67,6 +67,15 @@ func TestCommand(t *testing.T) {
 			want: []string{"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
 				"-drive", "file=seed.iso,if=none,id=cidata,format=raw,readonly=on", "-netdev", "-S"},
 		},
+		"user-mode network forwards only loopback": {
+			opts:    func(o *Options) { o.Network = NetworkUser },
+			want:    []string{"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=net0"},
+			notWant: []string{"stream,"},
+		},
+		"passt socket elsewhere": {
+			opts: func(o *Options) { o.NetSocket = "/tmp/n,1/net.sock" },
+			want: []string{"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path=/tmp/n,,1/net.sock"},
+		},
 		"qmp socket elsewhere": {
 			opts: func(o *Options) { o.QMPSocket = "/tmp/q/qmp.sock" },
 			want: []string{"-qmp", "unix:/tmp/q/qmp.sock,server=on,wait=off"},
@@ -113,6 +122,8 @@ func TestCommandRejects(t *testing.T) {
 		"no port":           {func(o *Options) { o.SSHPort = 0 }, "no SSH port"},
 		"bad cache":         {func(o *Options) { o.DiskCache = "fast" }, `unknown disk cache mode "fast"`},
 		"long QMP path":     {func(o *Options) { o.StateDir = "/" + strings.Repeat("x", 120) }, "longer than 107 bytes"},
+		"long passt path":   {func(o *Options) { o.NetSocket = "/" + strings.Repeat("x", 120) }, "longer than 107 bytes"},
+		"bad network":       {func(o *Options) { o.Network = "bridge" }, `unknown network "bridge"`},
 		"several at a time": {func(o *Options) { o.Disk, o.Firmware = "", "x" }, "no disk"},
 	}
 	for name, tc := range cases {

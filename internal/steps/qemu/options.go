@@ -65,11 +65,17 @@ type Options struct {
 	// StateDir is the folder for the serial log, the QMP socket, the pid file and the UEFI variables; it
 	// must exist. Required.
 	StateDir string
+	// NetSocket is where passt's socket goes for NetworkIsolated; default StateDir/net.sock. Start uses a
+	// folder of its own under the temporary folder, which passt, running as an unprivileged user, can reach.
+	NetSocket string
 	// QMPSocket is where the QMP socket goes; default StateDir/qmp.sock. Start uses a short folder under
 	// the temporary folder instead when that path is too long for a unix socket.
 	QMPSocket string
 	// SSHPort is the host port on 127.0.0.1 forwarded to the guest's port 22; 0 lets Start pick a free one.
 	SSHPort int
+	// Network is NetworkIsolated (the default: passt, no way to the host's loopback) or NetworkUser (QEMU's
+	// user-mode network); see passt.go and ResolveNetwork.
+	Network string
 	// MAC is the NIC's MAC address; empty keeps QEMU's default (52:54:00:12:34:56, the same in every VM).
 	MAC string
 }
@@ -112,7 +118,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DiskCache == "" {
 		o.DiskCache = "unsafe"
 	}
+	if o.Network == "" {
+		o.Network = NetworkIsolated
+	}
 	var errs []error
+	if o.Network != NetworkIsolated && o.Network != NetworkUser {
+		errs = append(errs, fmt.Errorf("unknown network %q (%s or %s)", o.Network, NetworkIsolated, NetworkUser))
+	}
 	switch o.Accelerator {
 	case AccelKVM, AccelTCG:
 	case "", "auto":

@@ -15,3 +15,10 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// guardProcAttr is sysProcAttr with SIGTERM as the parent-death signal, for passt's guard (passt.go): the
+// guard must live long enough to kill passt, which the kernel no longer signals once passt has dropped
+// its privileges.
+func guardProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}

@@ -9,3 +9,6 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// guardProcAttr is sysProcAttr (see proc_linux.go).
+func guardProcAttr() *syscall.SysProcAttr { return sysProcAttr() }

@@ -23,9 +23,11 @@ type process struct {
 }
 
 // startProcess starts cmd and waits for it in a goroutine locked to the OS thread that forked it, which
-// keeps Pdeathsig armed for QEMU's whole life (see sysProcAttr).
+// keeps Pdeathsig armed for QEMU's whole life (see sysProcAttr). A SysProcAttr the caller set is kept.
 func startProcess(cmd *exec.Cmd) (*process, error) {
-	cmd.SysProcAttr = sysProcAttr()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = sysProcAttr()
+	}
 	p := &process{cmd: cmd, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,7 +80,15 @@ func TestExplicitPortTaken(t *testing.T) {
 		vm.Kill()
 		t.Fatal("Start succeeded on a taken port")
 	}
-	if !strings.Contains(err.Error(), "Could not set up host forwarding rule") {
+	if !strings.Contains(err.Error(), "Failed to bind any port") || !strings.Contains(err.Error(), "was taken") {
+		t.Errorf("error does not show passt's message: %v", err)
+	}
+	o.Network = qemu.NetworkUser
+	if vm, err = qemu.Start(context.Background(), o); err == nil {
+		vm.Kill()
+		t.Fatal("Start succeeded on a taken port")
+	}
+	if !strings.Contains(err.Error(), "Could not set up host forwarding rule") || !strings.Contains(err.Error(), "was taken") {
 		t.Errorf("error does not show QEMU's hostfwd message: %v", err)
 	}
 }
@@ -125,7 +134,7 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 }
 
 // TestQEMUDiesWithImgform kills a stand-in for imgform with SIGKILL and checks that its QEMU dies too
-// (Pdeathsig), although no code of the killed process ran.
+// (Pdeathsig), and passt with it (its guard), although no code of the killed process ran.
 func TestQEMUDiesWithImgform(t *testing.T) {
 	o := blankOptions(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -145,6 +154,10 @@ func TestQEMUDiesWithImgform(t *testing.T) {
 	if processGone(pid) {
 		t.Fatalf("QEMU %d is not running before the kill", pid)
 	}
+	passtLog := filepath.Join(o.StateDir, qemu.PasstLogName)
+	if len(qemuWithArg(t, passtLog)) == 0 {
+		t.Fatalf("no passt with --log-file %s runs before the kill", passtLog)
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +167,9 @@ func TestQEMUDiesWithImgform(t *testing.T) {
 	if err := eventually(ctx, func() bool { return processGone(pid) }); err != nil {
 		_ = syscall.Kill(-pid, syscall.SIGKILL) // do not leave it behind for the next test
 		t.Fatalf("QEMU %d outlived the killed imgform: %v", pid, err)
+	}
+	if err := eventually(ctx, func() bool { return len(qemuWithArg(t, passtLog)) == 0 }); err != nil {
+		t.Fatalf("passt %v outlived the killed imgform: %v", qemuWithArg(t, passtLog), err)
 	}
 }
 

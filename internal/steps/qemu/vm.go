@@ -31,10 +31,12 @@ type VM struct {
 	paths  paths
 	port   int
 	proc   *process
+	passt  *process // the guest's network for NetworkIsolated; nil for NetworkUser
 	qmp    *QMP
 	stderr *fsutil.TailBuffer
 	stop   func() bool // stops the context watcher
 	tmpDir string      // short folder for the QMP socket, removed on exit
+	netDir string      // passt's folder for its socket (passt.go), removed on exit
 
 	eventsDone chan struct{}
 	mu         sync.Mutex
@@ -68,7 +70,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		if err == nil {
 			break
 		}
-		if o.SSHPort != 0 || attempt == startAttempts || !strings.Contains(vm.stderr.String(), hostfwdError) {
+		if o.SSHPort != 0 || attempt == startAttempts || !errors.Is(err, errPortTaken) {
 			return nil, errors.Join(err, vm.removeTmp())
 		}
 	}
@@ -77,6 +79,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	go func() {
 		<-vm.proc.exited
 		vm.stop()
+		vm.stopPasst()
 		// QEMU closed its end; these only release ours and cannot lose anything worth reporting.
 		_ = vm.qmp.Close()
 		_ = vm.removeTmp()
@@ -92,6 +95,12 @@ func (vm *VM) prepareState() error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("qemu: state folder %s is not a folder", vm.opts.StateDir)
+	}
+	if vm.opts.Network == NetworkIsolated && vm.opts.NetSocket == "" {
+		if vm.netDir, err = passtSocketDir(); err != nil {
+			return err
+		}
+		vm.opts.NetSocket = filepath.Join(vm.netDir, PasstSocketName)
 	}
 	p, err := statePaths(vm.opts)
 	if err != nil && vm.opts.QMPSocket == "" {
@@ -122,7 +131,10 @@ func (vm *VM) prepareState() error {
 	return nil
 }
 
-// start runs QEMU once and waits until it answers on QMP.
+// errPortTaken says that someone else took the SSH port Start picked before QEMU or passt bound it.
+var errPortTaken = errors.New("the SSH port was taken")
+
+// start runs QEMU (and passt before it) once and waits until it answers on QMP.
 func (vm *VM) start(ctx context.Context) error {
 	o := vm.opts
 	vm.stderr = fsutil.NewTailBuffer(64 * 1024)
@@ -138,10 +150,20 @@ func (vm *VM) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.Network == NetworkIsolated {
+		var out *fsutil.TailBuffer
+		if vm.passt, out, err = vm.startPasst(ctx, vm.port); err != nil {
+			if out != nil && strings.Contains(out.String(), passtPortTaken) {
+				return fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = vm.opts.StateDir
 	cmd.Stdout, cmd.Stderr = vm.stderr, vm.stderr
 	if vm.proc, err = startProcess(cmd); err != nil {
+		vm.stopPasst()
 		return fmt.Errorf("qemu: start %s: %w", argv[0], err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, qmpReadyTimeout)
@@ -149,9 +171,23 @@ func (vm *VM) start(ctx context.Context) error {
 	if vm.qmp, err = vm.connectQMP(rctx); err != nil {
 		vm.proc.kill()
 		<-vm.proc.exited
-		return fmt.Errorf("qemu: %w%s", err, vm.stderrSuffix())
+		vm.stopPasst()
+		err = fmt.Errorf("qemu: %w%s", err, vm.stderrSuffix())
+		if strings.Contains(vm.stderr.String(), hostfwdError) {
+			err = fmt.Errorf("%w: %w", errPortTaken, err)
+		}
+		return err
 	}
 	return nil
+}
+
+// stopPasst ends passt, if it runs, and waits for it. passt exits by itself once QEMU is gone; this covers
+// a QEMU that never connected.
+func (vm *VM) stopPasst() {
+	if vm.passt != nil {
+		vm.passt.kill()
+		<-vm.passt.exited
+	}
 }
 
 // connectQMP waits for the QMP socket, connects and negotiates, or reports that QEMU exited first. QEMU
@@ -261,11 +297,14 @@ func (vm *VM) stderrSuffix() string {
 }
 
 func (vm *VM) removeTmp() error {
-	if vm.tmpDir == "" {
-		return nil
+	var errs []error
+	for _, d := range []string{vm.tmpDir, vm.netDir} {
+		if d == "" {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("qemu: %w", err))
+		}
 	}
-	if err := os.RemoveAll(vm.tmpDir); err != nil {
-		return fmt.Errorf("qemu: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }

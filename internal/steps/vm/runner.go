@@ -55,7 +55,15 @@ func startVM(ctx context.Context, resolve resolveFunc, message func(string), m c
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return nil, err
 	}
+	network, warning, err := qemu.ResolveNetwork(m.HostLoopback)
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" && message != nil {
+		message(warning)
+	}
 	opts := qemu.MachineOptions(m, accel)
+	opts.Network = network
 	opts.Disk, opts.ExtraDrives, opts.StateDir, opts.MAC = disk, seed.QEMUArgs(seedISO), stateDir, mac
 	return qemu.Start(ctx, opts)
 }

@@ -1,0 +1,195 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
+)
+
+// The guest's network. QEMU's user-mode network (slirp) maps the gateway address 10.0.2.2 to the host's
+// 127.0.0.1, so a guest reaches every service that listens on the build host's loopback only (a Docker API,
+// a secrets agent, a database for tests). passt (https://passt.top) gives the guest the same outside access
+// without that mapping (--no-map-gw): a connection to the gateway goes to the real gateway, and nothing the
+// guest can address is the host's loopback.
+const (
+	// NetworkIsolated is passt without a way to the host's loopback: the default where passt is installed.
+	NetworkIsolated = "isolated"
+	// NetworkUser is QEMU's user-mode network: the guest reaches the host's loopback at 10.0.2.2.
+	NetworkUser = "user"
+)
+
+// PasstBinary is the passt program Start runs for NetworkIsolated.
+var PasstBinary = "passt"
+
+// Files of the state folder for NetworkIsolated.
+const (
+	PasstSocketName = "net.sock"
+	PasstLogName    = "passt.log"
+)
+
+// passtReadyTimeout bounds how long passt may take to bind the SSH port and its socket (half a second here).
+const passtReadyTimeout = 30 * time.Second
+
+// passtPortTaken is what passt says when the forwarded port is taken.
+const passtPortTaken = "Failed to bind any port"
+
+// dnsForwardAddr is the DNS server passt announces to the guest when the host's resolvers are all on its
+// loopback (systemd-resolved's 127.0.0.53, a local dnsmasq): passt relays DNS sent there, and only DNS, to
+// the host's first resolver. A link-local address is never a real server the guest could mean otherwise.
+const dnsForwardAddr = "169.254.0.53"
+
+// ResolveNetwork picks the guest's network for a machine block's host_loopback (nil: not set). An explicit
+// false needs passt; unset means isolated where passt is installed, and otherwise the user-mode network with
+// a warning that says what the guest can reach and how to change it.
+func ResolveNetwork(hostLoopback *bool) (mode, warning string, err error) {
+	if hostLoopback != nil && *hostLoopback {
+		return NetworkUser, "", nil
+	}
+	if _, err := exec.LookPath(PasstBinary); err != nil {
+		if hostLoopback != nil {
+			return "", "", fmt.Errorf("machine.host_loopback = false needs passt, which is not installed (Debian and Ubuntu: apt-get install passt; Fedora: dnf install passt)")
+		}
+		return NetworkUser, "passt is not installed, so the build VM uses QEMU's user-mode network, in which the guest reaches every service on this host's loopback at 10.0.2.2; install passt (apt-get install passt) to cut that off, or set machine.host_loopback = true to keep it and silence this warning", nil
+	}
+	return NetworkIsolated, "", nil
+}
+
+// passtGuard runs passt ("$@") under a shell that kills it when the shell gets SIGTERM, which the kernel
+// sends when imgform dies (guardProcAttr). passt itself cannot be tied to imgform: it drops to user nobody,
+// which clears its own parent-death signal, and its --one-off mode (exit when QEMU disconnects) exits at
+// once in Debian 12's version. Without the guard a kill -9 of imgform would leave passt running for ever.
+const passtGuard = `"$@" & pid=$!; trap 'kill -KILL $pid 2>/dev/null; exit 143' TERM INT HUP; wait $pid`
+
+// passtArgs is passt's command line: in the foreground, with no gateway mapping, the SSH port forwarded
+// from 127.0.0.1 (never all interfaces: the build key is the only lock on the guest), no other forward,
+// its log in the state folder.
+func passtArgs(socket, logFile string, sshPort int, resolvConf string) []string {
+	args := []string{PasstBinary, "--foreground", "--quiet", "--no-map-gw", "--runas", passtUser(),
+		"--socket", socket, "--log-file", logFile,
+		"--tcp-ports", fmt.Sprintf("127.0.0.1/%d:22", sshPort), "--udp-ports", "none"}
+	if loopbackResolversOnly(resolvConf) {
+		args = append(args, "--dns-forward", dnsForwardAddr, "--dns", dnsForwardAddr)
+	}
+	return args
+}
+
+// passtUser is who passt runs as: the invoking user, or "nobody" for root (passt's own default, said
+// explicitly so that passtSocketDir and passt agree).
+func passtUser() string {
+	if os.Geteuid() == 0 {
+		return "nobody"
+	}
+	return strconv.Itoa(os.Geteuid())
+}
+
+// passtSocketDir makes a private folder under the temporary folder for passt's socket. passt creates the
+// socket after it has dropped to its user, which cannot reach root's state folders (~/.cache is 0700), so
+// for root the folder belongs to passtUser: only that user and root can reach the socket, and QEMU connects
+// to it milliseconds after passt created it. QEMU, the only client passt serves, runs as root.
+func passtSocketDir() (string, error) {
+	dir, err := os.MkdirTemp("", "imgform-net-")
+	if err != nil {
+		return "", fmt.Errorf("qemu: folder for passt's socket: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup(passtUser())
+		if err == nil {
+			var uid, gid int
+			if uid, err = strconv.Atoi(u.Uid); err == nil {
+				if gid, err = strconv.Atoi(u.Gid); err == nil {
+					err = os.Chown(dir, uid, gid)
+				}
+			}
+		}
+		if err != nil {
+			return "", errors.Join(fmt.Errorf("qemu: folder for passt's socket: user %s: %w", passtUser(), err), os.Remove(dir))
+		}
+	}
+	return dir, nil
+}
+
+// loopbackResolversOnly reports whether every IPv4 nameserver of a resolv.conf is on the host's loopback.
+// Without the gateway mapping, passt then gives the guest no DNS server at all.
+func loopbackResolversOnly(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = f.Close() }() // read only
+	loopback := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || fields[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(fields[1])
+		if err != nil || !a.Is4() {
+			continue
+		}
+		if !a.IsLoopback() {
+			return false
+		}
+		loopback = true
+	}
+	return loopback
+}
+
+// startPasst starts passt for the VM, under its guard in a process group of their own, and waits until it
+// listens on its socket (it binds the SSH port before that). The VM kills the group once QEMU has exited.
+func (vm *VM) startPasst(ctx context.Context, port int) (*process, *fsutil.TailBuffer, error) {
+	for _, f := range []string{vm.paths.net, vm.paths.passtLog} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("qemu: remove stale %w", err)
+		}
+	}
+	argv := passtArgs(vm.paths.net, vm.paths.passtLog, port, "/etc/resolv.conf")
+	cmd := exec.Command("/bin/sh", append([]string{"-c", passtGuard, "passt"}, argv...)...)
+	cmd.SysProcAttr = guardProcAttr()
+	cmd.Dir = vm.opts.StateDir
+	out := fsutil.NewTailBuffer(16 * 1024)
+	cmd.Stdout, cmd.Stderr = out, out
+	p, err := startProcess(cmd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("qemu: start %s for the guest's network: %w", argv[0], err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, passtReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(vm.paths.net); err == nil {
+			return p, out, nil
+		}
+		select {
+		case <-p.exited:
+			return nil, out, fmt.Errorf("qemu: passt exited at start (%w): %s", p.exitErr(), passtMessage(out.String()))
+		case <-rctx.Done():
+			p.kill()
+			<-p.exited
+			return nil, out, fmt.Errorf("qemu: passt did not set up its socket %s: %w", vm.paths.net, rctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// passtMessage is what passt printed, without its complaints about a missing syslog.
+func passtMessage(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "Failed to send") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "; ")
+}
