@@ -51,11 +51,11 @@ func planCommand() *cli.Command {
 		Description: "Evaluates the configuration, computes the key of every step and looks each up in the cache. " +
 			"Nothing boots and nothing is downloaded but small checksum files. -json prints the plan as versioned " +
 			"JSON (docs/plan-json.md).",
-		Flags: append(varFlags(vars),
+		Flags: append(append(varFlags(vars),
 			&cli.BoolFlag{Name: "json", Usage: "print the plan as versioned JSON"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would run, 2 when something would, 1 on error"},
 			skipTestsFlag,
-		),
+		), remoteFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
 			if err != nil {
@@ -67,6 +67,9 @@ func planCommand() *cli.Command {
 				return err
 			}
 			eng.SkipTests = c.Bool("skip-tests")
+			if err := openRemote(c.Context, c, eng); err != nil {
+				return err
+			}
 			p, err := eng.Plan(c.Context, cfg)
 			if err != nil {
 				return cfg.RedactError(err)
@@ -99,11 +102,11 @@ func applyCommand() *cli.Command {
 		ArgsUsage: "[DIR]",
 		Description: "Runs the steps that are not cached, independent ones in parallel, and writes the outputs " +
 			"atomically. Ctrl-C stops running steps cleanly; finished steps stay cached and the next apply resumes.",
-		Flags: append(varFlags(vars),
+		Flags: append(append(varFlags(vars),
 			&cli.IntFlag{Name: "parallelism", Value: 2, Usage: "run at most N steps at once"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress as JSON event lines"},
 			skipTestsFlag,
-		),
+		), remoteFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
 			if err != nil {
@@ -121,6 +124,9 @@ func applyCommand() *cli.Command {
 			}
 			eng.Parallelism = c.Int("parallelism")
 			eng.SkipTests = c.Bool("skip-tests")
+			if err := openRemote(c.Context, c, eng); err != nil {
+				return err
+			}
 			start := time.Now()
 			res, err := eng.Apply(c.Context, cfg)
 			if jh, ok := hooks.(*jsonHooks); ok && res != nil {

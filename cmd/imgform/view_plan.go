@@ -16,7 +16,11 @@ func renderPlan(w io.Writer, p *engine.Plan) error {
 		fmt.Fprintf(&b, "image %q\n", ip.Name)
 		for _, sp := range ip.Steps {
 			mark := map[engine.Action]string{engine.ActionRun: "+", engine.ActionCached: "=", engine.ActionSkip: "-"}[sp.Action]
-			line := fmt.Sprintf("  %s %-28s %-6s %s", mark, sp.Label, sp.Action, sp.Key[:12])
+			action := string(sp.Action)
+			if sp.Remote != nil {
+				action = fmt.Sprintf("cached (remote, %s)", humanSize(sp.Remote.Size))
+			}
+			line := fmt.Sprintf("  %s %-28s %-6s %s", mark, sp.Label, action, sp.Key[:12])
 			if sp.Output != "" {
 				line += "  -> " + sp.Output
 			}
@@ -30,9 +34,16 @@ func renderPlan(w io.Writer, p *engine.Plan) error {
 		b.WriteString("\n")
 	}
 	if p.ToRun == 0 {
-		fmt.Fprintf(&b, "No changes: every step is cached (%d steps). apply would run nothing.\n", p.Cached)
+		fmt.Fprintf(&b, "No changes: every step is cached (%d steps). apply would run nothing", p.Cached)
+		if p.CachedRemote > 0 {
+			fmt.Fprintf(&b, " but download %d result(s) from the remote cache", p.CachedRemote)
+		}
+		b.WriteString(".\n")
 	} else {
 		fmt.Fprintf(&b, "Plan: %d to run, %d cached", p.ToRun, p.Cached)
+		if p.CachedRemote > 0 {
+			fmt.Fprintf(&b, " (%d from the remote cache)", p.CachedRemote)
+		}
 		if p.Skipped > 0 {
 			fmt.Fprintf(&b, ", %d not needed", p.Skipped)
 		}

@@ -72,6 +72,8 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	e.hooks().Planned(p.plan)
 
 	a := &applier{e: e, cfg: cfg, p: p, results: map[*step.Step]*stepResult{}}
+	a.startPusher(ctx)
+	a.pullAll(ctx)
 	units := a.units()
 	walk(ctx, units, e.parallelism(), func(u *unit, cause error) {
 		for _, s := range u.steps {
@@ -101,6 +103,7 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	}
 	a.mu.Unlock()
 	res.Outputs = a.outputs()
+	a.pushes.wait()
 	a.ckpt.Lock()
 	if err := a.writeManifests(); err != nil {
 		errs = append(errs, err)
@@ -142,6 +145,8 @@ type applier struct {
 	reports map[*step.Step]*step.TestReport
 	// manifested holds the verification status of the SHA256SUMS and manifest this apply last wrote per image.
 	manifested map[string]string
+	// pushes uploads new results to the remote cache; nil without one (remote.go).
+	pushes *pusher
 	// ckpt orders checkpoints, so that a later one is never overwritten by an earlier one.
 	ckpt    sync.Mutex
 	started map[*step.Step]time.Time
@@ -206,6 +211,7 @@ func (a *applier) finish(s *step.Step, status StepStatus, err error) {
 	a.result(s).status = status
 	a.mu.Unlock()
 	if status == StatusDone {
+		a.pushes.add(s)
 		if err := a.checkpoint(); err != nil {
 			a.e.hooks().Message(LevelWarn, fmt.Sprintf("could not save the progress of this apply: %v", err))
 		}
@@ -239,6 +245,9 @@ func (a *applier) units() []*unit {
 			s := s
 			u := &unit{name: fmt.Sprintf("image %q, %s", s.Image.Name, s.Label()), steps: []*step.Step{s}}
 			u.run = func(ctx context.Context) error { return a.runHost(ctx, s) }
+			if a.p.restorable[s] {
+				u.run = func(ctx context.Context) error { return a.restoreOutput(ctx, s) }
+			}
 			units = append(units, u)
 			byStep[s] = u
 		}

@@ -12,6 +12,7 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/fsutil"
+	"gitlab.com/imgform/imgform/internal/remote"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 )
@@ -25,6 +26,9 @@ type Engine struct {
 	Kinds []step.Kind
 	// Machines runs the guest sessions and the tests' instances. Plan works without it.
 	Machines step.Machines
+	// Remote is the shared cache on an OCI registry (internal/remote); nil means none. Plan looks up in it
+	// what the store lacks, apply pulls what it needs and, in read-write mode, pushes what it builds.
+	Remote *remote.Cache
 	// SkipTests leaves the steps that verify images (the tests) out of plan and apply (apply -skip-tests);
 	// outputs are then marked unverified in SHA256SUMS and the manifests.
 	SkipTests bool

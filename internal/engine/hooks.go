@@ -17,6 +17,8 @@ type StepStatus string
 const (
 	StatusDone     StepStatus = "done"
 	StatusCached   StepStatus = "cached"
+	StatusPulled   StepStatus = "pulled"   // downloaded from the remote cache
+	StatusRestored StepStatus = "restored" // an output written from its object in the store, not rebuilt
 	StatusFailed   StepStatus = "failed"
 	StatusSkipped  StepStatus = "skipped" // a step it depends on failed, or apply was cancelled first
 	StatusCanceled StepStatus = "canceled"

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/remote"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 )
@@ -37,6 +38,8 @@ type Plan struct {
 	ToRun         int          `json:"to_run"`
 	Cached        int          `json:"cached"`
 	Skipped       int          `json:"skipped"`
+	// CachedRemote counts the cached steps whose result comes from the remote cache (part of Cached).
+	CachedRemote int `json:"cached_remote,omitempty"`
 	// SkipTests is set when apply will not run the test steps (-skip-tests): their outputs are then marked
 	// unverified.
 	SkipTests bool `json:"skip_tests,omitempty"`
@@ -64,6 +67,8 @@ type StepPlan struct {
 	// Verifies is set for the step that proves the image works (its test): a plan shows its reasons even
 	// when it is cached, and -skip-tests leaves it out.
 	Verifies bool `json:"verifies,omitempty"`
+	// Remote is set on a cached step whose result comes from the remote cache (apply downloads it).
+	Remote *RemoteHit `json:"remote,omitempty"`
 }
 
 // HasChanges tells whether apply would run anything.
@@ -89,7 +94,15 @@ type planned struct {
 	present map[*step.Step]bool
 	run     map[*step.Step]bool
 	skipped map[*step.Step]bool // left out by -skip-tests
-	rows    map[*step.Step]*StepPlan
+	// The remote cache (remote.go): what it holds of the steps the store lacks, what apply pulls from it,
+	// what it pulled and what failed to come. restorable marks an output whose object is in the store: it
+	// is written from there, and nothing below it is needed.
+	remote     map[*step.Step]remote.Entry
+	pull       map[*step.Step]bool
+	pulled     map[*step.Step]bool
+	pullFailed map[*step.Step]error
+	restorable map[*step.Step]bool
+	rows       map[*step.Step]*StepPlan
 	// shared carries what the kinds worked out while keying (a resolved source checksum) to their runs.
 	shared *step.Shared
 }
@@ -137,7 +150,9 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 	if err != nil {
 		return nil, err
 	}
-	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, run: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, shared: kc.Shared}
+	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, shared: kc.Shared,
+		remote: map[*step.Step]remote.Entry{}, pulled: map[*step.Step]bool{}, pullFailed: map[*step.Step]error{},
+		restorable: map[*step.Step]bool{}}
 	for _, s := range g.Steps {
 		ok, err := e.present(cfg, s, rec)
 		if err != nil {
@@ -147,10 +162,29 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 		if _, verifies := s.Kind.(step.Verifier); verifies && e.SkipTests {
 			p.skipped[s] = true
 		}
+		if _, file := s.Kind.(step.FileKind); file && !ok {
+			if _, stored, err := e.Store.Lookup(s.Key); err != nil {
+				return nil, err
+			} else if stored {
+				p.restorable[s] = true
+			}
+		}
 	}
-	// Walk backwards from what the user asked for (the steps of each image that no other step of it builds
-	// on: the outputs, the test, or the last layer of an image without either) and mark what must run to
-	// produce it; a missing step that nothing needs is skipped.
+	if e.Remote != nil {
+		e.lookupRemote(ctx, p)
+	}
+	e.decide(cfg, p)
+	return p, nil
+}
+
+// decide marks what runs and what is pulled, walking backwards from what the user asked for (the steps of
+// each image that no other step of it builds on: the outputs, the test, or the last layer of an image
+// without either): a missing step that something needs runs, or is pulled when the remote has it (then
+// nothing below it is needed); a missing step that nothing needs is skipped. Apply decides again after its
+// pulls.
+func (e *Engine) decide(cfg *config.Config, p *planned) {
+	g := p.graph
+	p.run, p.pull = map[*step.Step]bool{}, map[*step.Step]bool{}
 	needed := map[*step.Step]bool{}
 	inner := map[*step.Step]bool{}
 	for _, s := range g.Steps {
@@ -173,13 +207,25 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 		if !needed[s] || p.present[s] {
 			continue
 		}
+		if p.hasRemote(s) && !p.restorable[s] && !p.pulled[s] {
+			p.pull[s] = true
+			continue
+		}
 		p.run[s] = true
+		if p.restorable[s] {
+			continue
+		}
 		for _, d := range s.Deps() {
 			needed[d] = true
 		}
 	}
 	p.plan = e.describe(cfg, p)
-	return p, nil
+}
+
+// hasRemote tells whether the remote holds the step's result and it has not failed to come.
+func (p *planned) hasRemote(s *step.Step) bool {
+	_, ok := p.remote[s]
+	return ok && p.pullFailed[s] == nil
 }
 
 // present tells whether a step's result exists: an object in the store, or for an export the output file
@@ -258,13 +304,31 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 		sp := &StepPlan{Address: s.Addr, ID: s.Addr.ID(), Label: s.Label(), Key: s.Key.String(), Output: outputFile(s), Verifies: verifies}
 		p.rows[s] = sp
 		switch {
+		case p.run[s] && p.restorable[s]:
+			sp.Action = ActionRun
+			sp.Reasons = []string{fmt.Sprintf("output %s is written from the cache (key %s): nothing is rebuilt", outputFile(s), s.Key.Short())}
+			plan.ToRun++
 		case p.run[s]:
 			sp.Action = ActionRun
 			sp.Reasons = p.reasons(cfg, s)
+			if err := p.pullFailed[s]; err != nil {
+				sp.Reasons = append([]string{"the remote cache has it, but the pull failed"}, sp.Reasons...)
+			}
 			plan.ToRun++
+		case p.pull[s] || (p.present[s] && p.pulled[s]):
+			sp.Action = ActionCached
+			sp.Remote = &RemoteHit{Size: p.remote[s].Size}
+			plan.Cached++
+			plan.CachedRemote++
 		case p.present[s]:
 			sp.Action = ActionCached
 			plan.Cached++
+		case p.hasRemote(s) && !p.skipped[s]:
+			// In the remote, and nothing needs it here: cached, and not downloaded.
+			sp.Action = ActionCached
+			sp.Remote = &RemoteHit{Size: p.remote[s].Size}
+			plan.Cached++
+			plan.CachedRemote++
 		case p.skipped[s]:
 			sp.Action = ActionSkip
 			sp.Reasons = []string{"-skip-tests: the outputs of this image will be marked unverified"}

@@ -32,7 +32,7 @@ func (e *Engine) saveRecord(cfg *config.Config, p *planned, a *applier) error {
 		}
 		sr := state.StepRecord{Name: s.Addr.ID(), Kind: s.Addr.Kind, Key: s.Key, Inputs: inputDigests(s.Inputs)}
 		r := a.results[s]
-		ok := p.present[s] || (r != nil && (r.status == StatusDone || r.status == StatusCached))
+		ok := p.present[s] || (r != nil && (r.status == StatusDone || r.status == StatusCached || r.status == StatusPulled || r.status == StatusRestored))
 		if !ok {
 			old := p.record.Image(s.Image.Name).Step(s.Addr.ID())
 			if old == nil {

@@ -100,7 +100,10 @@ func (k Kind) Run(ctx context.Context, env *step.Env, s *step.Step) (step.Result
 	}
 	var report *step.TestReport
 	obj, built, err := env.Store.GetOrBuild(ctx, s.Key,
-		state.Info{Kind: s.Addr.Kind, Image: s.Image.Name, Step: s.Addr.ID(), Parent: s.Parent.Key},
+		// No Parent: the report names no file of the layer, and a parent would make every pull of the report
+		// from a remote cache pull the whole layer chain with it (internal/engine/remote.go), where a runner
+		// that only needs the outputs wants the report alone.
+		state.Info{Kind: s.Addr.Kind, Image: s.Image.Name, Step: s.Addr.ID()},
 		env.LockOptions(fmt.Sprintf("test of image %s", s.Image.Name)),
 		func(ctx context.Context, w *state.Writer) error {
 			var err error

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/remote"
+)
+
+// remoteFlags select the shared step cache on an OCI registry (docs/remote-cache.md).
+func remoteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "remote-cache", EnvVars: []string{"IMGFORM_REMOTE_CACHE"},
+			Usage: "share step results through an OCI registry: oci://HOST[:PORT]/REPOSITORY"},
+		&cli.StringFlag{Name: "remote-cache-mode", EnvVars: []string{"IMGFORM_REMOTE_CACHE_MODE"}, Value: "readwrite",
+			Usage: "readwrite, or read to use the remote cache without pushing to it (merge requests)"},
+		&cli.BoolFlag{Name: "remote-cache-insecure", EnvVars: []string{"IMGFORM_REMOTE_CACHE_INSECURE"},
+			Usage: "allow plain HTTP to a registry that is not on loopback"},
+		&cli.StringFlag{Name: "remote-cache-ca", EnvVars: []string{"IMGFORM_REMOTE_CACHE_CA"},
+			Usage: "PEM file of CA certificates to trust for the registry, besides the system's"},
+	}
+}
+
+// openRemote connects eng to the remote cache the flags name, if any. A registry that cannot be reached
+// is an error: the user asked for it, and a silent fallback would turn every cached step into a build.
+func openRemote(ctx context.Context, c *cli.Context, eng *engine.Engine) error {
+	addr := c.String("remote-cache")
+	if addr == "" {
+		return nil
+	}
+	ref, err := remote.Parse(addr)
+	if err != nil {
+		return fmt.Errorf("-remote-cache: %w", err)
+	}
+	mode, err := remote.ParseMode(c.String("remote-cache-mode"))
+	if err != nil {
+		return fmt.Errorf("-remote-cache-mode: %w", err)
+	}
+	rc, err := remote.Open(ctx, ref, remote.Options{Mode: mode, Insecure: c.Bool("remote-cache-insecure"),
+		CAFile: c.String("remote-cache-ca"), Version: version(), Getenv: os.Getenv})
+	if err != nil {
+		return fmt.Errorf("remote cache %s: %w", ref, err)
+	}
+	eng.Remote = rc
+	return nil
+}
