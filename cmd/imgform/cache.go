@@ -44,7 +44,12 @@ func cacheCommand() *cli.Command {
 			{
 				Name:  "ls",
 				Usage: "list cached objects with size, age and the step that made them",
+				Flags: append([]cli.Flag{&cli.BoolFlag{Name: "remote", Usage: "list what the remote cache (-remote-cache) holds instead"}},
+					remoteFlags()...),
 				Action: func(c *cli.Context) error {
+					if c.Bool("remote") {
+						return listRemote(c)
+					}
 					st, err := openStore()
 					if err != nil {
 						return err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +26,35 @@ func remoteFlags() []cli.Flag {
 		&cli.StringFlag{Name: "remote-cache-ca", EnvVars: []string{"IMGFORM_REMOTE_CACHE_CA"},
 			Usage: "PEM file of CA certificates to trust for the registry, besides the system's"},
 	}
+}
+
+// listRemote prints what the remote cache holds: one line per step result, newest first.
+func listRemote(c *cli.Context) error {
+	if c.String("remote-cache") == "" {
+		return fmt.Errorf("cache ls -remote: give the remote cache with -remote-cache oci://HOST/REPOSITORY or IMGFORM_REMOTE_CACHE")
+	}
+	eng := &engine.Engine{}
+	if err := openRemote(c.Context, c, eng); err != nil {
+		return err
+	}
+	entries, err := eng.Remote.List(c.Context)
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Meta.Created.After(entries[j].Meta.Created) })
+	tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tKIND\tSIZE\tDOWNLOAD\tCREATED\tIMAGE\tSTEP")
+	var total int64
+	for _, e := range entries {
+		total += e.Size
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Key.Short(), e.Meta.Kind, humanSize(e.Meta.Size), humanSize(e.Size),
+			e.Meta.Created.Local().Format(time.DateTime), e.Meta.Image, e.Meta.Step)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%d result(s), %s to download in all, in %s\n", len(entries), humanSize(total), eng.Remote.Ref())
+	return err
 }
 
 // openRemote connects eng to the remote cache the flags name, if any. A registry that cannot be reached

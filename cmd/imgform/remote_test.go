@@ -1,0 +1,42 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
+)
+
+// The remote cache's flags reach a real registry: plan looks its keys up there, cache ls -remote lists it,
+// and bad addresses or modes are clear errors. (Hits and pulls: internal/engine's remote tests and the
+// end-to-end test.)
+func TestRemoteCacheFlags(t *testing.T) {
+	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := registrytest.Start(t, registrytest.Options{})
+	dir := planConfig(t)
+	addr := "oci://" + reg.Host + "/team/imgform-cache"
+
+	code, stdout, stderr := imgform(t, "", "plan", "-remote-cache", addr, dir)
+	if code != 0 || !strings.Contains(stdout, "Plan: 7 to run, 0 cached.") {
+		t.Errorf("plan with an empty remote: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Setenv("IMGFORM_REMOTE_CACHE", addr)
+	code, stdout, stderr = imgform(t, "", "cache", "ls", "-remote")
+	if code != 0 || !strings.Contains(stdout, "0 result(s)") || !strings.Contains(stdout, reg.Host+"/team/imgform-cache") {
+		t.Errorf("cache ls -remote: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"plan", "-remote-cache", "https://" + reg.Host + "/c", dir}, "oci://"},
+		{[]string{"plan", "-remote-cache-mode", "write", dir}, "-remote-cache-mode"},
+		{[]string{"plan", "-remote-cache", "oci://127.0.0.1:1/c", dir}, "remote cache oci://127.0.0.1:1/c"},
+	} {
+		code, stdout, stderr := imgform(t, "", tc.args...)
+		if code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, want 1 and an error with %q\n%s%s", tc.args, code, tc.want, stdout, stderr)
+		}
+	}
+}
