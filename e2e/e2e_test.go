@@ -17,7 +17,10 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 	"gitlab.com/imgform/imgform/internal/kinds"
+	"gitlab.com/imgform/imgform/internal/remote"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/export"
@@ -27,11 +30,12 @@ import (
 )
 
 type env struct {
-	t     *testing.T
-	dir   string
-	store *state.Store
-	img   string
-	rec   *recorder
+	t      *testing.T
+	dir    string
+	store  *state.Store
+	img    string
+	rec    *recorder
+	remote *remote.Cache // nil: no remote cache
 }
 
 func setup(t *testing.T) *env {
@@ -78,7 +82,7 @@ func (e *env) engine() *engine.Engine {
 	runner := &vm.Runner{
 		Resolve: func(ctx context.Context, want string) (string, string, error) { return qemu.AccelTCG, "", nil },
 	}
-	return &engine.Engine{Store: e.store, Kinds: kinds.All(), Machines: runner, Hooks: e.rec}
+	return &engine.Engine{Store: e.store, Kinds: kinds.All(), Machines: runner, Hooks: e.rec, Remote: e.remote}
 }
 
 func (e *env) apply(timeout time.Duration) (*engine.Result, error) {
@@ -107,10 +111,14 @@ func noQEMULeft(t *testing.T, storeDir string) {
 
 // The example, built for real on the ifupdown variant of the test image, with nothing but its network block
 // to set up the network: the build's own test step boots the output as a new instance and must pass every
-// check. Then a change of the last provisioner with a test that fails on purpose. (A failing provisioner:
-// drill 4.)
+// check. Machine A builds with a remote cache on a real registry; machine B (another empty store) then
+// gets the same output by downloading it, and makes a change of the last provisioner with a test that fails
+// on purpose, pulling only the chain it needs; A then finds B's results in the remote. (A failing
+// provisioner: drill 4.)
 func TestExampleEndToEnd(t *testing.T) {
 	e := setup(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	e.remote = openRemote(t, reg)
 
 	res, err := e.apply(60 * time.Minute)
 	if err != nil {
@@ -147,6 +155,31 @@ func TestExampleEndToEnd(t *testing.T) {
 	if sums, _ := os.ReadFile(filepath.Join(e.dir, "dist", "SHA256SUMS")); strings.Contains(string(sums), "unverified") {
 		t.Errorf("SHA256SUMS %q", sums)
 	}
+
+	a := e
+	e = a.secondMachine(reg)
+	t.Run("a second machine downloads the outputs", func(t *testing.T) {
+		p := e.plan()
+		if got := shortActions(p); p.CachedRemote != len(strings.Fields(got)) || p.ToRun != 0 {
+			t.Fatalf("B's plan: %s (%d from the remote)", got, p.CachedRemote)
+		}
+		if _, err := e.apply(20 * time.Minute); err != nil {
+			t.Fatalf("B's apply: %v", err)
+		}
+		if got := e.rec.with(engine.StatusPulled, engine.StatusRestored, engine.StatusDone); got != "debian-12-base/export/qcow2=restored debian-12-base/test=pulled" {
+			t.Errorf("B's apply: %s; want only the output and the test's report downloaded", got)
+		}
+		if sha256Of(t, out) != sha256Of(t, filepath.Join(e.dir, "dist", "debian-12-base-2026.11.qcow2.zst")) {
+			t.Error("B's output differs from A's")
+		}
+		if m := e.manifest(); m.Verification.Status != export.VerificationPassed {
+			t.Errorf("B's manifest verification %+v", m.Verification)
+		}
+		if _, ok, _ := e.store.Lookup(mustKey(t, p.Step("debian-12-base/boot").Key)); ok {
+			t.Error("B pulled the boot layer, which it does not need")
+		}
+	})
+	out = filepath.Join(e.dir, "dist", "debian-12-base-2026.11.qcow2.zst")
 
 	t.Run("incremental, with a test that fails", func(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(e.dir, "debian-12-base.imgform.hcl"))
@@ -213,7 +246,70 @@ func TestExampleEndToEnd(t *testing.T) {
 		if got := shortActions(e.plan()); got != "fetch=cached seed=cached boot=cached provision/motd=cached cleanup=cached export/qcow2=cached test=run" {
 			t.Errorf("plan after the failed test: %s", got)
 		}
+		// B pushed what it built: A, with the same change, finds it in the remote (the failed test is not
+		// a result, so it runs).
+		if err := os.WriteFile(filepath.Join(a.dir, "debian-12-base.imgform.hcl"), []byte(changed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p = a.plan()
+		for _, id := range []string{"provision/motd", "cleanup", "export/qcow2"} {
+			if sp := p.Step("debian-12-base/" + id); sp == nil || sp.Action != engine.ActionCached || sp.Remote == nil {
+				t.Errorf("A's plan after B's apply: %s is %+v, want cached (remote)", id, sp)
+			}
+		}
 	})
+}
+
+// openRemote connects to the test registry's repository "imgform-cache", with no credentials.
+func openRemote(t *testing.T, reg *registrytest.Registry) *remote.Cache {
+	t.Helper()
+	ref, err := remote.Parse("oci://" + reg.Host + "/imgform-cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := remote.Open(context.Background(), ref, remote.Options{Getenv: func(string) string { return "" },
+		DockerConfig: filepath.Join(t.TempDir(), "config.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// secondMachine is another machine with the same configuration: an empty store, its own copy of the
+// configuration folder (without outputs), the same remote cache.
+func (e *env) secondMachine(reg *registrytest.Registry) *env {
+	e.t.Helper()
+	root, err := qemutest.RepoRoot()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dir := filepath.Join(e.t.TempDir(), "debian-12-base")
+	if out, err := exec.Command("cp", "-r", filepath.Join(root, "examples", "debian-12-base"), dir).CombinedOutput(); err != nil {
+		e.t.Fatalf("cp: %v %s", err, out)
+	}
+	st, err := state.Open(e.t.TempDir())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &env{t: e.t, dir: dir, store: st, img: e.img, remote: openRemote(e.t, reg)}
+}
+
+func sha256Of(t *testing.T, path string) string {
+	t.Helper()
+	sum, _, err := fsutil.HashFile(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+func mustKey(t *testing.T, s string) state.Key {
+	t.Helper()
+	k, err := state.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func (e *env) manifest() export.Manifest {

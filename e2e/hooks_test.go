@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,4 +50,20 @@ func (r *recorder) ran() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// with lists "id=status" for the steps that ended with one of statuses, sorted.
+func (r *recorder) with(statuses ...engine.StepStatus) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for id, st := range r.finished {
+		for _, want := range statuses {
+			if st == want {
+				out = append(out, id+"="+string(st))
+			}
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
 }

@@ -117,6 +117,9 @@ func TestRemoteCacheBetweenTwoMachines(t *testing.T) {
 	if sha256File(t, outA) != sha256File(t, outB) {
 		t.Error("B's output differs from A's")
 	}
+	if m, err := os.ReadFile(filepath.Join(b.dir, "dist", "base.manifest.json")); err != nil || !strings.Contains(string(m), `"status": "passed"`) {
+		t.Errorf("B's manifest does not carry A's passed test: %s %v", m, err)
+	}
 	for _, id := range []string{"base/boot", "base/provision/three", "base/cleanup"} {
 		if _, ok, _ := b.store.Lookup(mustKey(t, p.Step(id).Key)); ok {
 			t.Errorf("B pulled %s, which it does not need", id)
