@@ -120,10 +120,12 @@ func TestExampleEndToEnd(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	e.remote = openRemote(t, reg)
 
+	start := time.Now()
 	res, err := e.apply(60 * time.Minute)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
+	fullBuild := time.Since(start)
 	noQEMULeft(t, e.store.Dir())
 	out := filepath.Join(e.dir, "dist", "debian-12-base-2026.11.qcow2.zst")
 	if len(res.Outputs) != 1 || res.Outputs[0].Path != "dist/debian-12-base-2026.11.qcow2.zst" || res.Outputs[0].Verification != "passed" {
@@ -163,9 +165,13 @@ func TestExampleEndToEnd(t *testing.T) {
 		if got := shortActions(p); p.CachedRemote != len(strings.Fields(got)) || p.ToRun != 0 {
 			t.Fatalf("B's plan: %s (%d from the remote)", got, p.CachedRemote)
 		}
+		start := time.Now()
 		if _, err := e.apply(20 * time.Minute); err != nil {
 			t.Fatalf("B's apply: %v", err)
 		}
+		// Figures for docs/benchmarks.md (logged, not asserted): the download against A's full build, and
+		// the bytes that travelled against the size of A's store.
+		logTransfer(t, "fresh runner, warm remote: apply (outputs downloaded)", time.Since(start), fullBuild, a, e)
 		if got := e.rec.with(engine.StatusPulled, engine.StatusRestored, engine.StatusDone); got != "debian-12-base/export/qcow2=restored debian-12-base/test=pulled" {
 			t.Errorf("B's apply: %s; want only the output and the test's report downloaded", got)
 		}
@@ -220,7 +226,9 @@ func TestExampleEndToEnd(t *testing.T) {
 		if got := shortActions(p); got != want {
 			t.Fatalf("plan %s\nwant %s", got, want)
 		}
+		start := time.Now()
 		_, err = e.apply(30 * time.Minute)
+		logTransfer(t, "fresh runner, warm remote: change of the last provisioner", time.Since(start), fullBuild, a, e)
 		if err == nil || !strings.Contains(err.Error(), "test fails") || !strings.Contains(err.Error(), "the test breaks here") {
 			t.Fatalf("apply with a failing test: %v", err)
 		}
@@ -292,6 +300,24 @@ func (e *env) secondMachine(reg *registrytest.Registry) *env {
 		e.t.Fatal(err)
 	}
 	return &env{t: e.t, dir: dir, store: st, img: e.img, remote: openRemote(e.t, reg)}
+}
+
+// logTransfer logs an apply's time against the full build and the remote traffic so far against the size
+// of the full build's store.
+func logTransfer(t *testing.T, what string, took, full time.Duration, a, b *env) {
+	t.Helper()
+	var size int64
+	objs, err := a.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		size += o.Size
+	}
+	ca, cb := a.remote.Counters(), b.remote.Counters()
+	t.Logf("bench: %s: %s, %.3f of the full build (%s); A pushed %d MiB, B pulled %d MiB and pushed %d MiB; A's store %d MiB",
+		what, took.Round(time.Second), took.Seconds()/full.Seconds(), full.Round(time.Second),
+		ca.BytesPushed>>20, cb.BytesPulled>>20, cb.BytesPushed>>20, size>>20)
 }
 
 func sha256Of(t *testing.T, path string) string {
