@@ -102,6 +102,7 @@ type planned struct {
 	pulled     map[*step.Step]bool
 	pullFailed map[*step.Step]error
 	restorable map[*step.Step]bool
+	unpushed   map[*step.Step]bool // in the store, not in the remote: this apply pushes it
 	rows       map[*step.Step]*StepPlan
 	// shared carries what the kinds worked out while keying (a resolved source checksum) to their runs.
 	shared *step.Shared
@@ -152,7 +153,7 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 	}
 	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, shared: kc.Shared,
 		remote: map[*step.Step]remote.Entry{}, pulled: map[*step.Step]bool{}, pullFailed: map[*step.Step]error{},
-		restorable: map[*step.Step]bool{}}
+		restorable: map[*step.Step]bool{}, unpushed: map[*step.Step]bool{}}
 	for _, s := range g.Steps {
 		ok, err := e.present(cfg, s, rec)
 		if err != nil {

@@ -28,12 +28,14 @@ type RemoteHit struct {
 	Size int64 `json:"size"`
 }
 
-// lookupRemote asks the remote for every step the store lacks, in parallel. A remote that cannot answer
-// is a warning: the plan is then that of a build without it.
+// lookupRemote asks the remote, in parallel, for every step the store lacks and, when this apply may push,
+// for the ones it has: those the remote lacks (a push that failed last time, a build made without the
+// remote) are pushed by this apply. A remote that cannot answer is a warning: the plan is then that of a
+// build without it.
 func (e *Engine) lookupRemote(ctx context.Context, p *planned) {
 	var keys []state.Key
 	for _, s := range p.graph.Steps {
-		if !p.present[s] && !p.skipped[s] {
+		if !p.skipped[s] && (!p.present[s] || e.Remote.Mode() == remote.ReadWrite) {
 			keys = append(keys, s.Key)
 		}
 	}
@@ -46,8 +48,13 @@ func (e *Engine) lookupRemote(ctx context.Context, p *planned) {
 		return
 	}
 	for _, s := range p.graph.Steps {
-		if h, ok := hits[s.Key]; ok && !p.present[s] && !p.skipped[s] {
+		h, ok := hits[s.Key]
+		switch {
+		case p.skipped[s]:
+		case ok && !p.present[s]:
 			p.remote[s] = h
+		case !ok && p.present[s] && e.Remote.Mode() == remote.ReadWrite:
+			p.unpushed[s] = true
 		}
 	}
 }
@@ -189,6 +196,11 @@ func (a *applier) startPusher(ctx context.Context) {
 			p.push(ctx, s)
 		}
 	}()
+	for _, s := range a.p.graph.Steps {
+		if a.p.unpushed[s] {
+			p.add(s)
+		}
+	}
 }
 
 // add queues a step that finished with a new result.
@@ -253,6 +265,8 @@ func (a *applier) objectToPush(ctx context.Context, s *step.Step) (*state.Object
 	var out *state.OutputRecord
 	if r != nil {
 		out = r.output
+	} else if a.p.present[s] {
+		out = recordedOutput(a.p.record, s)
 	}
 	a.mu.Unlock()
 	if out == nil {

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"gitlab.com/imgform/imgform/internal/remote"
 	"gitlab.com/imgform/imgform/internal/remote/registrytest"
@@ -222,4 +224,47 @@ func manifestLayers(t *testing.T, reg *registrytest.Registry, repo, tag string) 
 		out = append(out, l.Digest)
 	}
 	return out
+}
+
+// stopOnFinish is a recorder that stops the registry when a given step finishes.
+type stopOnFinish struct {
+	*recorder
+	id   string
+	stop func()
+	once sync.Once
+}
+
+func (s *stopOnFinish) StepFinished(sp *StepPlan, status StepStatus, d time.Duration, err error) {
+	s.recorder.StepFinished(sp, status, d, err)
+	if sp.ID == s.id {
+		s.once.Do(s.stop)
+	}
+}
+
+// The registry goes away in the middle of an apply: the build succeeds with warnings about the pushes,
+// and the next apply, with nothing to build, pushes what is missing.
+func TestRemoteCacheRegistryStoppedMidApply(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	a, b := newTestEnv(t), newTestEnv(t)
+	a.writeBase()
+	b.writeBase()
+	rc := openRemote(t, reg, remote.ReadWrite)
+	hooks := &stopOnFinish{recorder: newRecorder(), id: "base/provision/one", stop: func() { reg.Stop(t) }}
+	e := a.engine(hooks)
+	e.Remote = rc
+	res, err := e.Apply(context.Background(), a.load())
+	if err != nil || res.Ran != 9 {
+		t.Fatalf("apply with the registry stopped midway: ran %d: %v", res.Ran, err)
+	}
+	if !strings.Contains(strings.Join(hooks.messages, "\n"), "could not push") {
+		t.Errorf("no warning about the failed pushes: %q", hooks.messages)
+	}
+	reg.Restart(t)
+	res, rec, err := a.applyRemote(rc)
+	if err != nil || res.Ran != 0 || !strings.Contains(strings.Join(rec.messages, "\n"), "pushed") {
+		t.Fatalf("the next apply: ran %d, %v, %q", res.Ran, err, rec.messages)
+	}
+	if p := b.planRemote(openRemote(t, reg, remote.ReadOnly)); p.CachedRemote != 9 {
+		t.Errorf("after the second apply the remote lacks results: %s", remoteActions(p))
+	}
 }
