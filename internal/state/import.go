@@ -159,9 +159,10 @@ func sameFiles(got, want []FileSum) error {
 	return nil
 }
 
-// publish writes m as the metadata of the sealed files in the temp folder and renames the folder into place,
-// as [Writer.Commit] does; when another writer committed the key first, it returns that object instead. The
-// caller holds w.mu and turns an error into cleanup.
+// publish writes m as the metadata of the sealed files in the temp folder, renames the folder into place and
+// fsyncs the folder above; when another writer committed the key first, it returns that object instead
+// (ours is as good, same key, unless that one is damaged or built on a parent replaced since: then ours
+// replaces it). [Writer.Commit] and imports end here. The caller holds w.mu and turns an error into cleanup.
 func (w *Writer) publish(m *Meta) (*Object, error) {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -201,53 +200,7 @@ func (w *Writer) Commit() (obj *Object, err error) {
 	for _, f := range files {
 		m.Size += f.Size
 	}
-	b, err := json.MarshalIndent(&m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	metaPath := filepath.Join(w.tmp, metaName)
-	if err := writeSynced(metaPath, append(b, '\n')); err != nil {
-		return nil, err
-	}
-	if err := os.Chtimes(metaPath, now, now); err != nil {
-		return nil, err
-	}
-	if err := errors.Join(fsutil.SyncDir(w.Dir()), fsutil.SyncDir(w.tmp)); err != nil {
-		return nil, err
-	}
-
-	final := w.s.objectDir(w.key)
-	err = os.Rename(w.tmp, final)
-	if errors.Is(err, fs.ErrExist) {
-		// Another writer won. Its object is as good as ours (same key), unless it is damaged or built on
-		// a parent that has been replaced since.
-		if existing, lerr := w.s.load(w.key); lerr == nil {
-			w.s.logf("state: %s: committed concurrently by another writer; sharing it", w.key.Short())
-			w.shared = true
-			if err := w.cleanup(); err != nil {
-				// Our copy is redundant; gc removes what is left of it.
-				w.s.logf("state: %s: remove redundant temp folder: %v", w.key.Short(), err)
-			}
-			return existing, nil
-		}
-		if err := w.s.discard(w.key); err != nil {
-			return nil, err
-		}
-		err = os.Rename(w.tmp, final)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := fsutil.SyncDir(filepath.Dir(final)); err != nil {
-		return nil, err
-	}
-	// The lock now sits on the committed folder; dropping it is all that is left. The object is committed
-	// whatever Close says, so a failure there is only worth a log line.
-	if err := w.lock.Close(); err != nil {
-		w.s.logf("state: %s: release temp folder lock: %v", w.key.Short(), err)
-	}
-	w.sum = m.SHA256
-	return &Object{Meta: m, dir: final}, nil
+	return w.publish(&m)
 }
 
 // committed returns the digest of the files this writer committed.
