@@ -252,6 +252,7 @@ func (d *decoder) cleanup(b *hcl.Block, imgRange hcl.Range) Cleanup {
 var outputSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "format"}, {Name: "compression"}, {Name: "level"}, {Name: "path", Required: true},
+		{Name: "publish"}, {Name: "publish_container_disk"},
 	},
 }
 
@@ -274,6 +275,24 @@ func (d *decoder) output(b *hcl.Block) *Output {
 				"level applies to compression = \"zstd\" only (qemu-img has no level for qcow2-zstd). Remove it or set compression = \"zstd\".")
 		}
 	}
+	for _, p := range []struct {
+		name  string
+		dst   *string
+		where *hcl.Range
+	}{{"publish", &o.Publish, &o.PublishRange}, {"publish_container_disk", &o.PublishContainerDisk, &o.PublishContainerDiskRange}} {
+		if attr, ok := a[p.name]; ok {
+			d.str(a, p.name, p.dst)
+			*p.where = attr.Expr.Range()
+			if *p.dst != "" && !validPublishRef(*p.dst) {
+				d.errorf(attr.Expr.Range(), "Invalid "+p.name+" reference",
+					"Write the image reference as oci://HOST[:PORT]/REPOSITORY:TAG, for example \"oci://registry.example.org/images/debian-12:2026.11\".")
+			}
+		}
+	}
+	if o.PublishContainerDisk != "" && o.Format != "qcow2" {
+		d.errorf(o.PublishContainerDiskRange, "containerDisk needs format qcow2",
+			"KubeVirt's containerDisk holds a qcow2 image; set format = \"qcow2\" or remove publish_container_disk.")
+	}
 	if o.Compression == "qcow2-zstd" && o.Format != "qcow2" {
 		d.errorf(a["compression"].Expr.Range(), "qcow2-zstd needs format qcow2",
 			"Internal zstd clusters exist only in qcow2 images; set format = \"qcow2\" or compression = \"zstd\".")
@@ -287,6 +306,18 @@ func (d *decoder) output(b *hcl.Block) *Output {
 		})
 	}
 	return o
+}
+
+// validPublishRef is the shape of oci://HOST[:PORT]/REPOSITORY:TAG; the registry client checks the rest
+// when it publishes.
+func validPublishRef(s string) bool {
+	rest, ok := strings.CutPrefix(s, "oci://")
+	host, repoTag, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || host == "" || strings.Contains(repoTag, "@") {
+		return false
+	}
+	i := strings.LastIndex(repoTag, ":")
+	return i > 0 && i < len(repoTag)-1 && !strings.Contains(repoTag[i:], "/")
 }
 
 // cloudConfig accepts an object (rendered to YAML later) or a YAML string, e.g. file("cloud-config.yaml").

@@ -20,6 +20,7 @@ func TestInvalidConfigurations(t *testing.T) {
 		"bad-network-key":             {7, 15, "Invalid network section", "e.g. RouteMetric"},
 		"bad-size":                    {7, 14, `Invalid size for "memory"`, `"4GiB"`},
 		"bad-host-loopback":           {7, 21, `Incorrect type for "host_loopback"`, "must be true or false"},
+		"bad-publish":                 {8, 15, "Invalid publish reference", "oci://HOST[:PORT]/REPOSITORY:TAG"},
 		"bad-variable-default":        {3, 13, "Invalid default value for variable", "a number is required"},
 		"checksum-without-type":       {4, 16, "Invalid checksum", `"sha256:abab`},
 		"checksum-wrong-length":       {4, 16, "Invalid checksum", `did you mean "sha512:`},

@@ -35,3 +35,19 @@ func TestMachineHostLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestValidPublishRef(t *testing.T) {
+	for ref, want := range map[string]bool{
+		"oci://registry.example.org/images/debian-12:2026.11":   true,
+		"oci://127.0.0.1:5000/a:b":                              true,
+		"oci://127.0.0.1:5000/a":                                false, // no tag: the port is not one
+		"registry.example.org/images/debian-12:1":               false,
+		"oci://registry.example.org/images/debian-12@sha256:ab": false,
+		"oci://registry.example.org/a:":                         false,
+		"oci:///a:b":                                            false,
+	} {
+		if got := validPublishRef(ref); got != want {
+			t.Errorf("validPublishRef(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}

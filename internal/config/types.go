@@ -169,8 +169,13 @@ type Output struct {
 	Compression string // none, zstd or qcow2-zstd
 	Level       int
 	Path        string // relative to the configuration folder unless absolute
-	DeclRange   hcl.Range
-	VarRefs     []string
+	// Publish and PublishContainerDisk are oci://HOST[:PORT]/REPOSITORY:TAG references the output is pushed
+	// to once its image passed its test: as an OCI artifact with its manifest and checksum, and as a KubeVirt
+	// containerDisk. Empty: not published.
+	Publish, PublishContainerDisk           string
+	PublishRange, PublishContainerDiskRange hcl.Range
+	DeclRange                               hcl.Range
+	VarRefs                                 []string
 }
 
 // Output formats and compressions the export step knows.
