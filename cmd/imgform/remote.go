@@ -22,9 +22,9 @@ func remoteFlags() []cli.Flag {
 		&cli.StringFlag{Name: "remote-cache-mode", EnvVars: []string{"IMGFORM_REMOTE_CACHE_MODE"}, Value: "readwrite",
 			Usage: "readwrite, or read to use the remote cache without pushing to it (merge requests)"},
 		&cli.BoolFlag{Name: "remote-cache-insecure", EnvVars: []string{"IMGFORM_REMOTE_CACHE_INSECURE"},
-			Usage: "allow plain HTTP to a registry that is not on loopback"},
+			Usage: "allow plain HTTP to a registry that is not on loopback (the remote cache and publish references)"},
 		&cli.StringFlag{Name: "remote-cache-ca", EnvVars: []string{"IMGFORM_REMOTE_CACHE_CA"},
-			Usage: "PEM file of CA certificates to trust for the registry, besides the system's"},
+			Usage: "PEM file of CA certificates to trust for registries (the remote cache and publish references), besides the system's"},
 	}
 }
 
@@ -60,6 +60,10 @@ func listRemote(c *cli.Context) error {
 // openRemote connects eng to the remote cache the flags name, if any. A registry that cannot be reached
 // is an error: the user asked for it, and a silent fallback would turn every cached step into a build.
 func openRemote(ctx context.Context, c *cli.Context, eng *engine.Engine) error {
+	// Outputs with publish references use the same registry settings (credentials come from the
+	// environment and Docker's config.json).
+	eng.PublishOptions = remote.Options{Insecure: c.Bool("remote-cache-insecure"), CAFile: c.String("remote-cache-ca"),
+		Version: version(), Getenv: os.Getenv}
 	addr := c.String("remote-cache")
 	if addr == "" {
 		return nil

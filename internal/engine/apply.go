@@ -107,6 +107,10 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 	a.ckpt.Lock()
 	if err := a.writeManifests(); err != nil {
 		errs = append(errs, err)
+	} else if ctx.Err() == nil {
+		if err := a.publishOutputs(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := e.saveRecord(cfg, p, a); err != nil {
 		errs = append(errs, fmt.Errorf("saving the record of this apply: %w", err))
@@ -159,6 +163,8 @@ type stepResult struct {
 	// data is the kind's result data (step.Result.Data): an export's result, a test's report (also of a
 	// failed test, or of one another apply passed meanwhile).
 	data any
+	// published is where the output file now is in registries (state.OutputRecord.Published).
+	published map[string]string
 }
 
 // result returns the result entry of a step, made on first use. Call with a.mu held.

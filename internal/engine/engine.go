@@ -29,6 +29,9 @@ type Engine struct {
 	// Remote is the shared cache on an OCI registry (internal/remote); nil means none. Plan looks up in it
 	// what the store lacks, apply pulls what it needs and, in read-write mode, pushes what it builds.
 	Remote *remote.Cache
+	// PublishOptions are the registry options (credentials, CA, plain HTTP) for outputs with publish
+	// references; Mode and Version are ignored.
+	PublishOptions remote.Options
 	// SkipTests leaves the steps that verify images (the tests) out of plan and apply (apply -skip-tests);
 	// outputs are then marked unverified in SHA256SUMS and the manifests.
 	SkipTests bool

@@ -47,6 +47,9 @@ func (e *Engine) saveRecord(cfg *config.Config, p *planned, a *applier) error {
 			case p.present[s]:
 				sr.Outputs = []state.OutputRecord{*recordedOutput(p.record, s)}
 			}
+			if r != nil && r.published != nil && len(sr.Outputs) == 1 {
+				sr.Outputs[0].Published = r.published
+			}
 		}
 		ir.Steps = append(ir.Steps, sr)
 	}

@@ -268,3 +268,42 @@ func TestRemoteCacheRegistryStoppedMidApply(t *testing.T) {
 		t.Errorf("after the second apply the remote lacks results: %s", remoteActions(p))
 	}
 }
+
+// An output with a publish reference is pushed once its image passed its test, remembered in the record
+// (the next apply reads nothing and pushes nothing), and pushed again when the file changes.
+func TestPublishOutput(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	te := newTestEnv(t)
+	te.writeBase()
+	ref := "oci://" + reg.Host + "/images/base:1"
+	te.write("main.imgform.hcl", strings.Replace(baseConfig, `path   = "dist/base-${var.version}.raw"`,
+		`path    = "dist/base-${var.version}.raw"
+    publish = "`+ref+`"`, 1))
+	_, rec, err := te.apply(te.load())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(rec.messages, "\n"), "published dist/base-1.raw to "+ref) {
+		t.Fatalf("not published: %q", rec.messages)
+	}
+	layers := manifestLayers(t, reg, "images/base", "1")
+	if len(layers) != 3 {
+		t.Fatalf("published artifact has layers %v, want the disk, the manifest and the sums", layers)
+	}
+	disk, err := os.ReadFile(reg.BlobPath(layers[0]))
+	if err != nil || len(disk) == 0 {
+		t.Fatalf("disk blob: %v", err)
+	}
+	if got, want := layers[0], "sha256:"+sha256File(t, filepath.Join(te.dir, "dist", "base-1.raw")); got != want {
+		t.Errorf("the disk layer is %s, want the output's digest %s", got, want)
+	}
+	_, rec, err = te.apply(te.load())
+	if err != nil || strings.Contains(strings.Join(rec.messages, "\n"), "published") {
+		t.Errorf("a no-op apply published again: %v %q", err, rec.messages)
+	}
+	te.write("scripts/two.sh", "#!/bin/sh\necho changed\n")
+	_, rec, err = te.apply(te.load())
+	if err != nil || !strings.Contains(strings.Join(rec.messages, "\n"), "published dist/base-1.raw") {
+		t.Errorf("a changed output was not published again: %v %q", err, rec.messages)
+	}
+}

@@ -75,6 +75,9 @@ type OutputRecord struct {
 	ModTime time.Time `json:"mtime"`
 	// Key is the key of the step that produced the file.
 	Key Key `json:"key"`
+	// Published maps "KIND REF" of each registry this very file was pushed to (step.PublishTarget) to the
+	// manifest digest it got there.
+	Published map[string]string `json:"published,omitempty"`
 }
 
 // Image returns the record of the named image, or nil.

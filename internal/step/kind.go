@@ -92,6 +92,29 @@ type FileKind interface {
 	ManifestEntry(s *Step, out *state.OutputRecord, data any) ManifestOutput
 }
 
+// Publisher is implemented by a FileKind whose files can also be pushed to registries: once the image passed
+// its test (or has none), apply publishes each target and remembers it in the record, so an unchanged file
+// is not published again.
+type Publisher interface {
+	PublishTargets(s *Step) []PublishTarget
+}
+
+// PublishTarget is one registry reference a file goes to.
+type PublishTarget struct {
+	// Kind is PublishArtifact or PublishContainerDisk.
+	Kind string
+	// Ref is oci://HOST[:PORT]/REPOSITORY:TAG; Where says where the configuration names it (file:line:col).
+	Ref, Where string
+	// Format and Compression describe the file ("qcow2", "zstd", ...).
+	Format, Compression string
+}
+
+// Kinds of PublishTarget.
+const (
+	PublishArtifact      = "artifact"
+	PublishContainerDisk = "containerdisk"
+)
+
 // Verifier is implemented by the kind whose steps prove an image works (the test): its result data is a
 // *TestReport, the outputs of an image whose verifier did not pass are marked unverified, and apply
 // -skip-tests leaves its steps out.

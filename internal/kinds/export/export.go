@@ -52,6 +52,21 @@ func (Kind) Key(_ context.Context, _ *step.KeyContext, s *step.Step, b *step.Key
 	}{o.Format, o.Compression, o.Level})
 }
 
+// PublishTargets are the output's publish and publish_container_disk references.
+func (Kind) PublishTargets(s *step.Step) []step.PublishTarget {
+	o := output(s)
+	var out []step.PublishTarget
+	if o.Publish != "" {
+		out = append(out, step.PublishTarget{Kind: step.PublishArtifact, Ref: o.Publish, Where: o.PublishRange.String(),
+			Format: o.Format, Compression: o.Compression})
+	}
+	if o.PublishContainerDisk != "" {
+		out = append(out, step.PublishTarget{Kind: step.PublishContainerDisk, Ref: o.PublishContainerDisk,
+			Where: o.PublishContainerDiskRange.String(), Format: o.Format, Compression: o.Compression})
+	}
+	return out
+}
+
 // OutputFile is the output's path as written in the configuration.
 func (Kind) OutputFile(s *step.Step) string { return output(s).Path }
 
