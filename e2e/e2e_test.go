@@ -6,12 +6,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,23 +193,8 @@ func TestExampleEndToEnd(t *testing.T) {
 		// host_loopback = true opens the guest's way to the host's loopback (slirp's 10.0.2.2), which the
 		// full build above did not have (internal/steps/qemu's TestGuest shows that), and leaves every key as
 		// it was: only the changed provisioner runs, and it reaches a server on the host's 127.0.0.1.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = l.Close() }()
-		var reached atomic.Int32
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				reached.Add(1)
-				_ = c.Close()
-			}
-		}()
-		probe := fmt.Sprintf(`timeout 20 bash -c 'exec 3<>/dev/tcp/10.0.2.2/%d'`, l.Addr().(*net.TCPAddr).Port)
+		srv := qemutest.ListenLoopback(t)
+		probe := fmt.Sprintf(`timeout 20 bash -c 'exec 3<>/dev/tcp/10.0.2.2/%d'`, srv.Port)
 		changed := strings.Replace(string(b), `inline = ["test -s /etc/motd"]`, `inline = ["test -s /etc/motd", "echo changed", "`+probe+`"]`, 1)
 		changed = strings.Replace(changed, "  output \"qcow2\" {", "  test \"fails\" {\n    inline = [\"echo the test breaks here\", \"false\"]\n  }\n\n  output \"qcow2\" {", 1)
 		changed = strings.Replace(changed, `firmware    = "bios"`, "firmware    = \"bios\"\n    host_loopback = true", 1)
@@ -236,7 +219,7 @@ func TestExampleEndToEnd(t *testing.T) {
 		if got := strings.Join(e.rec.ran(), " "); got != "debian-12-base/cleanup debian-12-base/export/qcow2 debian-12-base/provision/motd" {
 			t.Errorf("incremental apply ran %s", got)
 		}
-		if reached.Load() == 0 {
+		if srv.Accepted() == 0 {
 			t.Error("with host_loopback = true the provisioner did not reach the host's loopback at 10.0.2.2")
 		}
 		if e.rec.finished["debian-12-base/test"] != engine.StatusFailed {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ import (
 func TestTLSAndCredentials(t *testing.T) {
 	ctx := context.Background()
 	const user, password = "ci", "s3cret-pass"
-	reg := startRegistry(t, registryOptions{tls: true, users: map[string]string{user: password}})
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, Users: map[string]string{user: password}})
 	a := openStore(t)
 	obj := commitFiles(t, a, testKey("seed"), state.Info{Kind: "seed"}, map[string][]byte{"seed.iso": noise(50 << 10)})
 
@@ -38,7 +39,7 @@ func TestTLSAndCredentials(t *testing.T) {
 
 	dockerConfig := filepath.Join(t.TempDir(), "config.json")
 	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	if err := os.WriteFile(dockerConfig, fmt.Appendf(nil, `{"auths": {%q: {"auth": %q}}}`, reg.host, auth), 0o600); err != nil {
+	if err := os.WriteFile(dockerConfig, fmt.Appendf(nil, `{"auths": {%q: {"auth": %q}}}`, reg.Host, auth), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	hits := map[string]struct {
@@ -46,7 +47,7 @@ func TestTLSAndCredentials(t *testing.T) {
 		edit func(*Options)
 	}{
 		"GitLab CI's variables for its registry": {
-			env: env{envCIRegistry: reg.host, envCIUser: user, envCIPassword: password},
+			env: env{envCIRegistry: reg.Host, envCIUser: user, envCIPassword: password},
 		},
 		"Docker's config.json": {
 			edit: func(o *Options) { o.DockerConfig = dockerConfig },
@@ -70,7 +71,7 @@ func TestTLSAndCredentials(t *testing.T) {
 			says: []string{`refused IMGFORM_REGISTRY_USER (user "ci")`, "check the user name and password"},
 		},
 		"no credentials": {
-			says: []string{"wants credentials and none were found", "docker login " + reg.host},
+			says: []string{"wants credentials and none were found", "docker login " + reg.Host},
 		},
 		"GitLab CI's variables for another registry": {
 			env:  env{envCIRegistry: "registry.gitlab.com", envCIUser: user, envCIPassword: password},

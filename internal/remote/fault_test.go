@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"io"
 	"net/http"
 	"strings"
@@ -29,7 +30,7 @@ func (o *onRead) Close() error { return o.r.Close() }
 // and leaves no entry; once the registry is back, the next push completes, reusing the blob that made it.
 func TestRegistryStoppedMidPush(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	st := openStore(t)
 	obj := commitFiles(t, st, testKey("disk"), state.Info{Kind: "disk"}, map[string][]byte{
 		"a.raw": noise(100 << 10),
@@ -45,7 +46,7 @@ func TestRegistryStoppedMidPush(t *testing.T) {
 					mu.Lock()
 					uploads++
 					if uploads == 2 {
-						req.Body = &onRead{r: req.Body, fn: func() { reg.stop(t) }}
+						req.Body = &onRead{r: req.Body, fn: func() { reg.Stop(t) }}
 					}
 					mu.Unlock()
 				}
@@ -59,7 +60,7 @@ func TestRegistryStoppedMidPush(t *testing.T) {
 	}
 	t.Log(err)
 
-	reg.start(t)
+	reg.Restart(t)
 	if _, ok, err := c.Stat(ctx, obj.Key); ok || err != nil {
 		t.Fatalf("after the failed push Stat = %v, %v; want a miss", ok, err)
 	}

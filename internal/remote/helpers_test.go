@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,7 @@ func (e env) get(name string) string { return e[name] }
 
 // openCache opens the registry's repository "imgform/cache" with credentials from e only: Docker's
 // config.json of the machine running the tests must not leak in.
-func openCache(t *testing.T, reg *testRegistry, e env, edit func(*Options)) *Cache {
+func openCache(t *testing.T, reg *registrytest.Registry, e env, edit func(*Options)) *Cache {
 	t.Helper()
 	c, err := tryOpen(t, reg, e, edit)
 	if err != nil {
@@ -43,10 +44,10 @@ func openCache(t *testing.T, reg *testRegistry, e env, edit func(*Options)) *Cac
 	return c
 }
 
-func tryOpen(t *testing.T, reg *testRegistry, e env, edit func(*Options)) (*Cache, error) {
+func tryOpen(t *testing.T, reg *registrytest.Registry, e env, edit func(*Options)) (*Cache, error) {
 	t.Helper()
 	opts := Options{
-		CAFile:       reg.caFile,
+		CAFile:       reg.CAFile,
 		DockerConfig: filepath.Join(t.TempDir(), "config.json"),
 		Version:      "test",
 		Logf:         t.Logf,
@@ -55,7 +56,7 @@ func tryOpen(t *testing.T, reg *testRegistry, e env, edit func(*Options)) (*Cach
 	if edit != nil {
 		edit(&opts)
 	}
-	return Open(context.Background(), Ref{Host: reg.host, Repository: "imgform/cache"}, opts)
+	return Open(context.Background(), Ref{Host: reg.Host, Repository: "imgform/cache"}, opts)
 }
 
 // commitFiles stores an object made of files under key.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"io"
 	"os"
 	"os/exec"
@@ -82,7 +83,7 @@ func zstdFile(t *testing.T, path string, b []byte, layout int) {
 // file under disk/ with its owner and mode and the exact bytes qemu-img wrote.
 func TestPublishContainerDisk(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	src := t.TempDir()
 	qcow2Path, qcow2 := qemuImgCreate(t, src, "debian-12-base-2026.11.qcow2")
 	// The same name in folders of their own: the name under disk/ comes from the file's.
@@ -97,7 +98,7 @@ func TestPublishContainerDisk(t *testing.T) {
 	}
 	created := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	opts := publishOptions(t, reg, env{})
-	c := openRepo(t, reg, Ref{reg.host, "imgform/debian-12-base"})
+	c := openRepo(t, reg, Ref{reg.Host, "imgform/debian-12-base"})
 
 	cases := map[string]ContainerDisk{
 		"qcow2":                          {Path: qcow2Path, Format: "qcow2", Compression: "none"},
@@ -184,7 +185,7 @@ func TestPublishContainerDisk(t *testing.T) {
 // TestContainerDiskRefusals covers the disks a containerDisk cannot be made of. Each fails before anything
 // is pushed and leaves no temp file.
 func TestContainerDiskRefusals(t *testing.T) {
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	dir := t.TempDir()
 	base, _ := qemuImgCreate(t, dir, "base.qcow2")
 	overlay, _ := qemuImgCreate(t, dir, "overlay.qcow2", "-b", base, "-F", "qcow2")
@@ -204,7 +205,7 @@ func TestContainerDiskRefusals(t *testing.T) {
 		"name with folder": {ContainerDisk{Path: base, Format: "qcow2", Name: "a/b.qcow2"}, "without a folder"},
 		"missing file":     {ContainerDisk{Path: filepath.Join(dir, "none.qcow2"), Format: "qcow2"}, "no such file"},
 	}
-	ref := PublishRef{Ref{reg.host, "imgform/disk"}, "v1"}
+	ref := PublishRef{Ref{reg.Host, "imgform/disk"}, "v1"}
 	opts := publishOptions(t, reg, env{})
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

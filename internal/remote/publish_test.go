@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,9 +111,9 @@ func outputs(t *testing.T, disk []byte) (diskPath, manifestPath string, buildTim
 }
 
 // publishOptions are Options for the test registry with credentials from e only, as openCache has them.
-func publishOptions(t *testing.T, reg *testRegistry, e env) Options {
+func publishOptions(t *testing.T, reg *registrytest.Registry, e env) Options {
 	return Options{
-		CAFile:       reg.caFile,
+		CAFile:       reg.CAFile,
 		DockerConfig: filepath.Join(t.TempDir(), "config.json"),
 		Version:      "test",
 		Logf:         t.Logf,
@@ -121,7 +122,7 @@ func publishOptions(t *testing.T, reg *testRegistry, e env) Options {
 }
 
 // openRepo connects to a repository of the test registry without credentials, to read it back.
-func openRepo(t *testing.T, reg *testRegistry, ref Ref) *Cache {
+func openRepo(t *testing.T, reg *registrytest.Registry, ref Ref) *Cache {
 	t.Helper()
 	c, err := Open(context.Background(), ref, publishOptions(t, reg, env{}))
 	if err != nil {
@@ -158,12 +159,12 @@ func fetchBlob(t *testing.T, c *Cache, desc ocispec.Descriptor) []byte {
 // TestPublish publishes an image's outputs, reads the artifact back with oras-go, and publishes again.
 func TestPublish(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	disk := noise(3 << 20)
 	diskPath, manifestPath, buildTime := outputs(t, disk)
 	sum := sha256.Sum256(disk)
 	sums := "# unverified: " + hex.EncodeToString(sum[:]) + "  debian-12-base-2026.11.qcow2.zst\n"
-	ref := PublishRef{Ref{reg.host, "imgform/images"}, "debian-12-base"}
+	ref := PublishRef{Ref{reg.Host, "imgform/images"}, "debian-12-base"}
 	files := PublishFiles{
 		PublishInfo: PublishInfo{
 			Image:       "debian-12-base",
@@ -268,11 +269,11 @@ func TestPublish(t *testing.T) {
 func TestPublishCredentials(t *testing.T) {
 	ctx := context.Background()
 	const user, password = "ci", "s3cret-pass"
-	reg := startRegistry(t, registryOptions{tls: true, users: map[string]string{user: password}})
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, Users: map[string]string{user: password}})
 	diskPath, manifestPath, _ := outputs(t, noise(64<<10))
 	files := PublishFiles{PublishInfo: PublishInfo{Image: "debian-12-base"}, Disk: diskPath, Format: "qcow2",
 		Compression: "zstd", Manifest: manifestPath}
-	ref := PublishRef{Ref{reg.host, "imgform/images"}, "v1"}
+	ref := PublishRef{Ref{reg.Host, "imgform/images"}, "v1"}
 
 	_, err := Publish(ctx, ref, publishOptions(t, reg, env{EnvUser: user, EnvPassword: "wrong-pass"}), files)
 	if !errors.Is(err, ErrUnauthorized) {

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"gitlab.com/imgform/imgform/internal/remote/registrytest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,7 +20,7 @@ import (
 // layer (and with it its base), B looks them up and pulls them, and B's overlay still finds its base.
 func TestPushPull(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	a, b := openStore(t), openStore(t)
 	base, layer := qcow2Chain(t, a, "deb")
 
@@ -106,7 +107,7 @@ func TestPushPull(t *testing.T) {
 
 func TestStatMany(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	st := openStore(t)
 	c := openCache(t, reg, env{}, func(o *Options) { o.Parallel = 3 })
 
@@ -144,7 +145,7 @@ func TestStatMany(t *testing.T) {
 }
 
 func TestReadOnlyRefusesPush(t *testing.T) {
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	st := openStore(t)
 	obj := commitFiles(t, st, testKey("seed"), state.Info{Kind: "seed"}, map[string][]byte{"seed.iso": []byte("cidata")})
 	c := openCache(t, reg, env{}, func(o *Options) { o.Mode = ReadOnly })
@@ -165,7 +166,7 @@ func TestReadOnlyRefusesPush(t *testing.T) {
 // is left without the object and without temp folders.
 func TestCorruptedBlob(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	a, b := openStore(t), openStore(t)
 	obj := commitFiles(t, a, testKey("fetch"), state.Info{Kind: "fetch"}, map[string][]byte{
 		"disk.raw":   noise(200 << 10),
@@ -185,7 +186,7 @@ func TestCorruptedBlob(t *testing.T) {
 			biggest = l
 		}
 	}
-	f, err := os.OpenFile(reg.blobPath(biggest.Digest.String()), os.O_WRONLY, 0)
+	f, err := os.OpenFile(reg.BlobPath(biggest.Digest.String()), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestCorruptedBlob(t *testing.T) {
 // succeeds and the remote ends with one complete entry a third machine can pull.
 func TestConcurrentPushes(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	a, b := openStore(t), openStore(t)
 	files := map[string][]byte{"disk.raw": noise(100 << 10), "meta.txt": []byte("same step")}
 	objA := commitFiles(t, a, testKey("step"), state.Info{Kind: "disk"}, files)
@@ -267,7 +268,7 @@ func mustStat(t *testing.T, path string) os.FileInfo {
 // its own base.
 func TestParentBuiltTwice(t *testing.T) {
 	ctx := context.Background()
-	reg := startRegistry(t, registryOptions{})
+	reg := registrytest.Start(t, registrytest.Options{})
 	a, b := openStore(t), openStore(t)
 	baseInfo := state.Info{Kind: "fetch"}
 	baseA := commitFiles(t, a, testKey("base"), baseInfo, map[string][]byte{"disk": []byte("built on A")})

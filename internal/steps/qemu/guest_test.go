@@ -3,13 +3,11 @@ package qemu_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,23 +79,8 @@ func TestGuest(t *testing.T) {
 	// nor the gateway address reach a server on the host's 127.0.0.1, while the guest's own loopback works
 	// (the probe itself is sound).
 	t.Run("host loopback out of reach", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var reached atomic.Int32
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				reached.Add(1)
-				_ = c.Close()
-			}
-		}()
-		defer func() { _ = l.Close() }()
-		port := l.Addr().(*net.TCPAddr).Port
+		srv := qemutest.ListenLoopback(t)
+		port := srv.Port
 		probe := fmt.Sprintf(`gw=$(ip -4 route show default | awk '{print $3; exit}')
 echo "gateway $gw"
 for a in 10.0.2.2 "$gw"; do
@@ -109,8 +92,8 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 			t.Fatal(err)
 		}
 		t.Logf("probe:\n%s", out.String())
-		if strings.Contains(out.String(), "reached") || reached.Load() != 0 {
-			t.Errorf("the guest reached the host's loopback (%d connections):\n%s", reached.Load(), out.String())
+		if strings.Contains(out.String(), "reached") || srv.Accepted() != 0 {
+			t.Errorf("the guest reached the host's loopback (%d connections):\n%s", srv.Accepted(), out.String())
 		}
 		if !strings.Contains(out.String(), "own-loopback-ok") || !strings.Contains(out.String(), "gateway ") {
 			t.Errorf("the probe did not run as meant:\n%s", out.String())
