@@ -156,6 +156,10 @@ func TestExampleEndToEnd(t *testing.T) {
 		t.Errorf("SHA256SUMS %q", sums)
 	}
 
+	t.Run("the GitLab CI template reuses the build", func(t *testing.T) {
+		checkCITemplate(t, e.dir, reg.Host)
+	})
+
 	a := e
 	e = a.secondMachine(reg)
 	t.Run("a second machine downloads the outputs", func(t *testing.T) {

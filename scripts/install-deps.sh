@@ -13,6 +13,8 @@ missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# gitlab-ci-local (npm) runs the GitLab CI template's jobs in the end-to-end test.
+"$(dirname "$0")/install-gitlab-ci-local.sh"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: missing packages:$missing (run as root or install them)" >&2
