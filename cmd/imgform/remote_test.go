@@ -40,3 +40,30 @@ func TestRemoteCacheFlags(t *testing.T) {
 		}
 	}
 }
+
+// A registry with TLS from a private CA and a password: without the CA the error says to give one; with a
+// wrong password it says which credentials were refused, never the password; with both right, plan works.
+func TestRemoteCacheCredentialsAndCA(t *testing.T) {
+	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, Users: map[string]string{"ci": "right-password-1"}})
+	dir := planConfig(t)
+	addr := "oci://" + reg.Host + "/imgform-cache"
+	t.Setenv("IMGFORM_REGISTRY_USER", "ci")
+
+	t.Setenv("IMGFORM_REGISTRY_PASSWORD", "right-password-1")
+	code, stdout, stderr := imgform(t, "", "plan", "-remote-cache", addr, dir)
+	if code != 1 || !strings.Contains(stderr, "-remote-cache-ca") && !strings.Contains(stderr, "CAFile") && !strings.Contains(stderr, "certificate") {
+		t.Errorf("without the CA: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Setenv("IMGFORM_REGISTRY_PASSWORD", "wrong-password-2")
+	code, stdout, stderr = imgform(t, "", "plan", "-remote-cache", addr, "-remote-cache-ca", reg.CAFile, dir)
+	if code != 1 || !strings.Contains(stderr, "IMGFORM_REGISTRY_USER") || strings.Contains(stdout+stderr, "wrong-password-2") {
+		t.Errorf("wrong password: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Setenv("IMGFORM_REGISTRY_PASSWORD", "right-password-1")
+	code, stdout, stderr = imgform(t, "", "plan", "-remote-cache", addr, "-remote-cache-ca", reg.CAFile, dir)
+	if code != 0 || !strings.Contains(stdout, "Plan: 7 to run") {
+		t.Errorf("right credentials and CA: exit %d\n%s%s", code, stdout, stderr)
+	}
+}

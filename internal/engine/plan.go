@@ -172,7 +172,9 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 		}
 	}
 	if e.Remote != nil {
-		e.lookupRemote(ctx, p)
+		if err := e.lookupRemote(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	e.decide(cfg, p)
 	return p, nil

@@ -31,8 +31,8 @@ type RemoteHit struct {
 // lookupRemote asks the remote, in parallel, for every step the store lacks and, when this apply may push,
 // for the ones it has: those the remote lacks (a push that failed last time, a build made without the
 // remote) are pushed by this apply. A remote that cannot answer is a warning: the plan is then that of a
-// build without it.
-func (e *Engine) lookupRemote(ctx context.Context, p *planned) {
+// build without it, except a refusal of the credentials: that needs the user, not a silent full build.
+func (e *Engine) lookupRemote(ctx context.Context, p *planned) error {
 	var keys []state.Key
 	for _, s := range p.graph.Steps {
 		if !p.skipped[s] && (!p.present[s] || e.Remote.Mode() == remote.ReadWrite) {
@@ -40,12 +40,15 @@ func (e *Engine) lookupRemote(ctx context.Context, p *planned) {
 		}
 	}
 	if len(keys) == 0 {
-		return
+		return nil
 	}
 	hits, err := e.Remote.StatMany(ctx, keys)
+	if errors.Is(err, remote.ErrUnauthorized) {
+		return err
+	}
 	if err != nil {
-		e.hooks().Message(LevelWarn, fmt.Sprintf("remote cache %s: %v; planning without it", e.Remote.Ref(), err))
-		return
+		e.hooks().Message(LevelWarn, fmt.Sprintf("%v; planning without the remote cache", err))
+		return nil
 	}
 	for _, s := range p.graph.Steps {
 		h, ok := hits[s.Key]
@@ -57,6 +60,7 @@ func (e *Engine) lookupRemote(ctx context.Context, p *planned) {
 			p.unpushed[s] = true
 		}
 	}
+	return nil
 }
 
 // pullAll downloads what the plan takes from the remote, a few at a time, then plans again: a pulled step
