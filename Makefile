@@ -59,7 +59,7 @@ fuzz:
 			fuzztime='$(FUZZTIME)'; \
 			if [ -z "$$fuzztime" ]; then if [ "$$target" = FuzzLoad ]; then fuzztime=20s; else fuzztime=3s; fi; fi; \
 			echo "== $$target ($$pkg, $$fuzztime)"; \
-			$(GO) test -vet=off -run '^$$' -fuzz "^$$target\$$" -fuzztime "$$fuzztime" -fuzzminimizetime 5s "$$pkg" || \
+			scripts/fuzz-one.sh "$(GO)" "$$pkg" "$$target" "$$fuzztime" || \
 				failed="$$failed $$target"; \
 		done; \
 	done; \
