@@ -87,13 +87,16 @@ func TestDrill2CacheDamage(t *testing.T) {
 				t.Logf("apply exported an output identical to the undamaged one")
 			}
 		}
-		// The remedy: verify -remove takes the boot layer and everything built on it.
+		// The remedy: verify -remove takes the boot layer and every layer built on it. The test's report
+		// stays (it names its layer by digest, not as a parent, so that it can travel alone through a
+		// remote cache), but it no longer counts once the layer is built again: the plan runs the test, or
+		// here, with -skip-tests, skips it.
 		_ = os.RemoveAll(d.outDir())
 		r = d.verify(true)
 		if r.code != 0 {
 			t.Errorf("cache verify -remove: %s\n%s%s", r, r.stdout, r.stderr)
 		}
-		for _, id := range []string{"boot", "provision/motd", "cleanup", "test"} {
+		for _, id := range []string{"boot", "provision/motd", "cleanup"} {
 			if !strings.Contains(r.stdout, "removed "+short(step(id).Key)) {
 				t.Errorf("cache verify -remove did not remove %s (%s):\n%s", id, short(step(id).Key), r.stdout)
 			}

@@ -307,3 +307,32 @@ func TestPublishOutput(t *testing.T) {
 		t.Errorf("a changed output was not published again: %v %q", err, rec.messages)
 	}
 }
+
+// A test's report travels without its layer, so the layer is not its parent; it still counts only for the
+// layer it tested: once that layer is built again, the test runs again.
+func TestTestReportStaleWhenItsLayerIsRebuilt(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeBase()
+	mustApply(t, te, te.load())
+	cleanup := mustKey(t, te.plan(te.load()).Step("base/cleanup").Key)
+	obj, ok, err := te.store.Lookup(cleanup)
+	if err != nil || !ok {
+		t.Fatalf("cleanup layer: %v %v", ok, err)
+	}
+	if err := os.RemoveAll(filepath.Dir(obj.Dir())); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(te.dir, "dist", "base-1.raw")); err != nil {
+		t.Fatal(err)
+	}
+	p := te.plan(te.load())
+	want := "base/fetch=cached base/seed=cached base/boot=cached base/provision/one=cached base/provision/two=cached " +
+		"base/provision/three=cached base/cleanup=run base/export/raw=run base/test=run"
+	if got := strings.Join(actions(p), " "); got != want {
+		t.Fatalf("plan after the final layer was lost:\n%s\nwant\n%s", got, want)
+	}
+	_, rec := mustApply(t, te, te.load())
+	if got := strings.Join(rec.ran(), " "); got != "base/cleanup base/export/raw base/test" {
+		t.Errorf("apply ran %s", got)
+	}
+}

@@ -306,3 +306,7 @@ func (s *Store) discard(key Key) error {
 	}
 	return os.RemoveAll(trash)
 }
+
+// Discard removes the object of key, if any, such as a result that no longer holds (a test report whose
+// layer was built again). Readers that opened its files keep them; the key is free for a new commit.
+func (s *Store) Discard(key Key) error { return s.discard(key) }

@@ -115,6 +115,10 @@ const (
 	PublishContainerDisk = "containerdisk"
 )
 
+// TestedLayerAttr is the attribute of a Verifier's object that holds the SHA256 of the layer it tested: the
+// engine counts the report only while no other build of that layer is in the store.
+const TestedLayerAttr = "tested_layer_sha256"
+
 // Verifier is implemented by the kind whose steps prove an image works (the test): its result data is a
 // *TestReport, the outputs of an image whose verifier did not pass are marked unverified, and apply
 // -skip-tests leaves its steps out.

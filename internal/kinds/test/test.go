@@ -99,11 +99,23 @@ func (k Kind) Run(ctx context.Context, env *step.Env, s *step.Step) (step.Result
 		return step.Result{}, errors.New("this imgform has no VM runner, so the test step cannot run (apply -skip-tests leaves it out)")
 	}
 	var report *step.TestReport
-	obj, built, err := env.Store.GetOrBuild(ctx, s.Key,
-		// No Parent: the report names no file of the layer, and a parent would make every pull of the report
-		// from a remote cache pull the whole layer chain with it (internal/engine/remote.go), where a runner
-		// that only needs the outputs wants the report alone.
-		state.Info{Kind: s.Addr.Kind, Image: s.Image.Name, Step: s.Addr.ID()},
+	info := state.Info{Kind: s.Addr.Kind, Image: s.Image.Name, Step: s.Addr.ID()}
+	// No Parent: the report names no file of the layer, and a parent would make every pull of the report
+	// from a remote cache pull the whole layer chain with it (internal/engine/remote.go), where a runner
+	// that only needs the outputs wants the report alone. The layer's digest ties the report to the bytes
+	// it tested instead (step.TestedLayerAttr).
+	if layer, ok, err := env.Store.Lookup(s.Parent.Key); err == nil && ok {
+		info.Attrs = map[string]string{step.TestedLayerAttr: layer.SHA256}
+		// A report of another build of this layer is stale: test this one.
+		if old, ok, err := env.Store.Lookup(s.Key); err == nil && ok {
+			if tested := old.Attrs[step.TestedLayerAttr]; tested != "" && tested != layer.SHA256 {
+				if err := env.Store.Discard(s.Key); err != nil {
+					return step.Result{}, err
+				}
+			}
+		}
+	}
+	obj, built, err := env.Store.GetOrBuild(ctx, s.Key, info,
 		env.LockOptions(fmt.Sprintf("test of image %s", s.Image.Name)),
 		func(ctx context.Context, w *state.Writer) error {
 			var err error
