@@ -172,7 +172,9 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 		}
 	}
 	if e.Remote != nil {
-		if err := e.lookupRemote(ctx, p); err != nil {
+		// Only an apply (which holds its keys) pushes; a plan asks only for what the store lacks.
+		pushing := hold != nil && e.Remote.Mode() == remote.ReadWrite
+		if err := e.lookupRemote(ctx, p, pushing); err != nil {
 			return nil, err
 		}
 	}

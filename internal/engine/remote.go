@@ -28,14 +28,14 @@ type RemoteHit struct {
 	Size int64 `json:"size"`
 }
 
-// lookupRemote asks the remote, in parallel, for every step the store lacks and, when this apply may push,
-// for the ones it has: those the remote lacks (a push that failed last time, a build made without the
+// lookupRemote asks the remote, in parallel, for every step the store lacks and, for an apply that may push
+// (pushing), for the ones it has: those the remote lacks (a push that failed last time, a build made without the
 // remote) are pushed by this apply. A remote that cannot answer is a warning: the plan is then that of a
 // build without it, except a refusal of the credentials: that needs the user, not a silent full build.
-func (e *Engine) lookupRemote(ctx context.Context, p *planned) error {
+func (e *Engine) lookupRemote(ctx context.Context, p *planned, pushing bool) error {
 	var keys []state.Key
 	for _, s := range p.graph.Steps {
-		if !p.skipped[s] && (!p.present[s] || e.Remote.Mode() == remote.ReadWrite) {
+		if !p.skipped[s] && (!p.present[s] || pushing) {
 			keys = append(keys, s.Key)
 		}
 	}
@@ -56,7 +56,7 @@ func (e *Engine) lookupRemote(ctx context.Context, p *planned) error {
 		case p.skipped[s]:
 		case ok && !p.present[s]:
 			p.remote[s] = h
-		case !ok && p.present[s] && e.Remote.Mode() == remote.ReadWrite:
+		case !ok && p.present[s] && pushing:
 			p.unpushed[s] = true
 		}
 	}
@@ -264,15 +264,7 @@ func (a *applier) objectToPush(ctx context.Context, s *step.Step) (*state.Object
 		}
 		return obj, nil
 	}
-	a.mu.Lock()
-	r := a.results[s]
-	var out *state.OutputRecord
-	if r != nil {
-		out = r.output
-	} else if a.p.present[s] {
-		out = recordedOutput(a.p.record, s)
-	}
-	a.mu.Unlock()
+	out := a.currentOutput(s)
 	if out == nil {
 		return nil, nil
 	}
