@@ -289,9 +289,10 @@ func (d *decoder) output(b *hcl.Block) *Output {
 			}
 		}
 	}
-	if o.PublishContainerDisk != "" && o.Format != "qcow2" {
-		d.errorf(o.PublishContainerDiskRange, "containerDisk needs format qcow2",
-			"KubeVirt's containerDisk holds a qcow2 image; set format = \"qcow2\" or remove publish_container_disk.")
+	// KubeVirt and CDI read a containerDisk's file as raw or qcow2, nothing else.
+	if o.PublishContainerDisk != "" && o.Format != "qcow2" && o.Format != "raw" {
+		d.errorf(o.PublishContainerDiskRange, "containerDisk needs format qcow2 or raw",
+			"KubeVirt's containerDisk holds a qcow2 or raw image, not %s; set format = \"qcow2\" or remove publish_container_disk.", o.Format)
 	}
 	if o.Compression == "qcow2-zstd" && o.Format != "qcow2" {
 		d.errorf(a["compression"].Expr.Range(), "qcow2-zstd needs format qcow2",

@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -226,6 +230,34 @@ func manifestLayers(t *testing.T, reg *registrytest.Registry, repo, tag string) 
 	return out
 }
 
+// gzipTarFiles reads a tar+gzip layer from a blob file: name to content.
+func gzipTarFiles(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if files[hdr.Name], err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // stopOnFinish is a recorder that stops the registry when a given step finishes.
 type stopOnFinish struct {
 	*recorder
@@ -276,15 +308,34 @@ func TestPublishOutput(t *testing.T) {
 	te := newTestEnv(t)
 	te.writeBase()
 	ref := "oci://" + reg.Host + "/images/base:1"
+	kubevirt := "oci://" + reg.Host + "/kubevirt/base:1"
 	te.write("main.imgform.hcl", strings.Replace(baseConfig, `path   = "dist/base-${var.version}.raw"`,
 		`path    = "dist/base-${var.version}.raw"
-    publish = "`+ref+`"`, 1))
+    publish = "`+ref+`"
+    publish_container_disk = "`+kubevirt+`"`, 1))
 	_, rec, err := te.apply(te.load())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(rec.messages, "\n"), "published dist/base-1.raw to "+ref) {
-		t.Fatalf("not published: %q", rec.messages)
+	for _, r := range []string{ref, kubevirt} {
+		if !strings.Contains(strings.Join(rec.messages, "\n"), "published dist/base-1.raw to "+r) {
+			t.Fatalf("not published to %s: %q", r, rec.messages)
+		}
+	}
+	output, err := os.ReadFile(filepath.Join(te.dir, "dist", "base-1.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The containerDisk holds the output's bytes under disk/, as KubeVirt reads them.
+	cd := manifestLayers(t, reg, "kubevirt/base", "1")
+	if len(cd) != 1 {
+		t.Fatalf("containerDisk has layers %v, want one", cd)
+	}
+	if files := gzipTarFiles(t, reg.BlobPath(cd[0])); !bytes.Equal(files["disk/base-1.raw"], output) {
+		t.Errorf("containerDisk layer holds %d files; disk/base-1.raw differs from the output", len(files))
+	}
+	if left, _ := filepath.Glob(filepath.Join(te.store.Dir(), "work", "publish-*")); len(left) != 0 {
+		t.Errorf("publish left work folders: %v", left)
 	}
 	layers := manifestLayers(t, reg, "images/base", "1")
 	if len(layers) != 3 {

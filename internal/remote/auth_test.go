@@ -62,6 +62,48 @@ func TestTLSAndCredentials(t *testing.T) {
 		})
 	}
 
+	// Docker's credential helpers are programs named docker-credential-NAME on $PATH that answer "get" with
+	// the server address on stdin; config.json names one per registry (credHelpers) or one for all
+	// (credsStore). A real helper script, speaking that protocol, logs each question it is asked.
+	for _, field := range []string{"credHelpers", "credsStore"} {
+		t.Run("Docker credential helper in "+field, func(t *testing.T) {
+			dir := t.TempDir()
+			asked := filepath.Join(dir, "asked")
+			helper := fmt.Sprintf(`#!/bin/sh
+[ "$1" = get ] || exit 1
+read -r server
+echo "$server" >> %q
+printf '{"ServerURL":"%%s","Username":"%s","Secret":"%s"}\n' "$server"
+`, asked, user, password)
+			if err := os.WriteFile(filepath.Join(dir, "docker-credential-imgformtest"), []byte(helper), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+			config := fmt.Sprintf(`{"credHelpers": {%q: "imgformtest"}}`, reg.Host)
+			if field == "credsStore" {
+				config = `{"credsStore": "imgformtest"}`
+			}
+			path := filepath.Join(dir, "config.json")
+			if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c := openCache(t, reg, nil, func(o *Options) { o.DockerConfig = path })
+			if _, ok, err := c.Stat(ctx, obj.Key); err != nil || !ok {
+				t.Fatalf("Stat = %v, %v; want a hit", ok, err)
+			}
+			got, err := os.ReadFile(asked)
+			if err != nil || strings.TrimSpace(string(got)) == "" {
+				t.Fatalf("the helper was not asked: %v", err)
+			}
+			if !strings.Contains(string(got), reg.Host) {
+				t.Errorf("the helper was asked for %q; want %s", got, reg.Host)
+			}
+			if d := c.creds.describe(); !strings.Contains(d, path) {
+				t.Errorf("credentials described as %q; want the config file named", d)
+			}
+		})
+	}
+
 	refusals := map[string]struct {
 		env  env
 		says []string
@@ -100,8 +142,8 @@ func TestTLSAndCredentials(t *testing.T) {
 	t.Run("unknown CA", func(t *testing.T) {
 		_, err := tryOpen(t, reg, env{}, func(o *Options) { o.CAFile = "" })
 		var unknown x509.UnknownAuthorityError
-		if !errors.As(err, &unknown) || !strings.Contains(err.Error(), "CAFile") {
-			t.Fatalf("Open without the CA: %v; want an unknown-authority error that points to CAFile", err)
+		if !errors.As(err, &unknown) || !strings.Contains(err.Error(), "-remote-cache-ca") {
+			t.Fatalf("Open without the CA: %v; want an unknown-authority error that points to -remote-cache-ca", err)
 		}
 		t.Log(err)
 	})

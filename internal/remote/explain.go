@@ -32,7 +32,7 @@ func (c *Cache) explain(err error) error {
 			"docker login %s: %w", c.ref.Host, c.creds.describe(), EnvUser, EnvPassword, c.ref.Host, ErrUnauthorized)
 	case errors.As(err, &unknownCA):
 		return fmt.Errorf("registry %s: its TLS certificate is signed by an authority this machine does not "+
-			"trust; if the registry uses a private CA, give the CA's PEM certificate as the CA file (CAFile): %w",
+			"trust; if the registry uses a private CA, give the CA's PEM certificate with -remote-cache-ca or IMGFORM_REMOTE_CACHE_CA: %w",
 			c.ref.Host, err)
 	case errors.As(err, &hostname):
 		return fmt.Errorf("registry %s: its TLS certificate is for another host name: %w", c.ref.Host, err)
