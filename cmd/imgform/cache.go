@@ -37,18 +37,25 @@ func humanSize(n int64) string {
 }
 
 func cacheCommand() *cli.Command {
+	lsVars := &varArgs{}
 	return &cli.Command{
 		Name:  "cache",
 		Usage: "list, clean and verify the step cache (IMGFORM_CACHE_DIR)",
 		Subcommands: []*cli.Command{
 			{
-				Name:  "ls",
-				Usage: "list cached objects with size, age and the step that made them",
-				Flags: append([]cli.Flag{&cli.BoolFlag{Name: "remote", Usage: "list what the remote cache (-remote-cache) holds instead"}},
-					remoteFlags()...),
+				Name:      "ls",
+				Usage:     "list cached objects with size, age and the step that made them",
+				ArgsUsage: "[-remote [DIR]]",
+				Description: "Lists the local cache. With -remote, lists what the remote cache holds; with a " +
+					"configuration folder as well, only the results that configuration uses.",
+				Flags: append(append([]cli.Flag{&cli.BoolFlag{Name: "remote", Usage: "list what the remote cache (-remote-cache) holds instead"}},
+					varFlags(lsVars)...), remoteFlags()...),
 				Action: func(c *cli.Context) error {
 					if c.Bool("remote") {
-						return listRemote(c)
+						return listRemote(c, lsVars)
+					}
+					if c.NArg() > 0 {
+						return fmt.Errorf("cache ls lists the whole local cache and takes no folder; a folder goes with -remote")
 					}
 					st, err := openStore()
 					if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -28,10 +29,19 @@ func remoteFlags() []cli.Flag {
 	}
 }
 
-// listRemote prints what the remote cache holds: one line per step result, newest first.
-func listRemote(c *cli.Context) error {
+// listRemote prints what the remote cache holds: one line per step result, newest first. With a
+// configuration folder, only the results whose keys that configuration's plan has: in a repository that
+// several configurations (or branches) share, what this one would pull, and what a cleanup must keep.
+func listRemote(c *cli.Context, vars *varArgs) error {
 	if c.String("remote-cache") == "" {
 		return fmt.Errorf("cache ls -remote: give the remote cache with -remote-cache oci://HOST/REPOSITORY or IMGFORM_REMOTE_CACHE")
+	}
+	var wanted map[string]bool
+	if c.NArg() > 0 {
+		var err error
+		if wanted, err = planKeys(c, vars); err != nil {
+			return err
+		}
 	}
 	eng := &engine.Engine{}
 	if err := openRemote(c.Context, c, eng); err != nil {
@@ -40,6 +50,10 @@ func listRemote(c *cli.Context) error {
 	entries, err := eng.Remote.List(c.Context)
 	if err != nil {
 		return err
+	}
+	all := len(entries)
+	if wanted != nil {
+		entries = slices.DeleteFunc(entries, func(e remote.Entry) bool { return !wanted[e.Key.String()] })
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Meta.Created.After(entries[j].Meta.Created) })
 	tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
@@ -53,8 +67,37 @@ func listRemote(c *cli.Context) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if wanted != nil {
+		_, err = fmt.Fprintf(c.App.Writer, "%d of the %d result(s) in %s belong to the configuration in %s (%d step(s)), %s to download in all\n",
+			len(entries), all, eng.Remote.Ref(), c.Args().First(), len(wanted), humanSize(total))
+		return err
+	}
 	_, err = fmt.Fprintf(c.App.Writer, "%d result(s), %s to download in all, in %s\n", len(entries), humanSize(total), eng.Remote.Ref())
 	return err
+}
+
+// planKeys plans the configuration in the folder the arguments name against the local cache only (the
+// keys do not depend on what any cache holds) and returns every step's key.
+func planKeys(c *cli.Context, vars *varArgs) (map[string]bool, error) {
+	cfg, err := loadDirConfig(c, vars)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := newEngine(&lineHooks{w: c.App.ErrWriter})
+	if err != nil {
+		return nil, err
+	}
+	p, err := eng.Plan(c.Context, cfg)
+	if err != nil {
+		return nil, cfg.RedactError(err)
+	}
+	keys := map[string]bool{}
+	for _, ip := range p.Images {
+		for _, sp := range ip.Steps {
+			keys[sp.Key] = true
+		}
+	}
+	return keys, nil
 }
 
 // openRemote connects eng to the remote cache the flags name, if any. A registry that cannot be reached
