@@ -96,6 +96,7 @@ func (a *applier) runGuest(ctx context.Context, steps []*step.Step) (err error) 
 	job := &step.SessionJob{
 		Image: img, ConfigDir: a.cfg.Dir, Base: base, BaseObject: baseObj, Uses: uses, Root: a.e.Store.Dir(), WorkDir: work.Path(),
 		Steps: steps, Message: a.warnOnce, Redact: a.cfg.Redact, Shared: a.p.shared,
+		Info: func(text string) { a.e.hooks().Message(LevelInfo, text) },
 		Begin: func(s *step.Step) (*state.Writer, error) {
 			info := state.Info{Kind: s.Addr.Kind, Image: img.Name, Step: s.Addr.ID(), Parent: s.Parent.Key}
 			var w *state.Writer

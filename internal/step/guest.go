@@ -72,8 +72,10 @@ type SessionJob struct {
 	Done     func(s *Step)
 	Output   func(s *Step, line string)
 	Progress func(s *Step, phase string, done, total int64)
-	// Message reports a warning, such as the fall back from KVM to TCG.
+	// Message reports a warning, such as the fall back from KVM to TCG; Info a note, such as a saved VM
+	// state's size (nil: none wanted).
 	Message func(text string)
+	Info    func(text string)
 	// Redact removes sensitive values from any text before it is logged.
 	Redact func(string) string
 	// Shared holds what keying worked out, such as the digests of the files a step uploads.

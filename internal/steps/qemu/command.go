@@ -119,5 +119,9 @@ func Command(o Options) ([]string, error) {
 		// Entropy from the host: without it ssh-keygen and the kernel's random pool wait long under TCG.
 		"-device", "virtio-rng-pci")
 	args = append(args, o.ExtraArgs...)
+	if o.Incoming != nil {
+		// -S: the guest stays paused after the state is loaded, until Restore has checked all of it.
+		args = append(args, "-S", "-incoming", fmt.Sprintf("fd:%d", incomingFD))
+	}
 	return args, nil
 }

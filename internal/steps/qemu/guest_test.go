@@ -150,6 +150,123 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 		t.FailNow()
 	}
 
+	// The state saved while the guest is paused, with the layer cut at the same moment, resumes in a new
+	// QEMU on that layer: the guest's processes and /run are there, and it answers SSH at once.
+	t.Run("save and restore state", func(t *testing.T) {
+		mustRun(t, client, "nohup sleep 100000 >/dev/null 2>&1 & echo $! | sudo tee /run/imgform-sleeper >/dev/null; sync")
+		layer3 := filepath.Join(shared.dir, "layer3.qcow2")
+		info, err := qemu.Info(ctx, layer2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := qemu.CreateOverlayUnchecked(ctx, layer3, layer2, "qcow2", info.VirtualSize); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.VM.Pause(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.VM.Snapshot(ctx, layer3); err != nil {
+			t.Fatal(err)
+		}
+		stateFile := filepath.Join(shared.dir, "vmstate")
+		f, err := os.Create(stateFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		n, err := g.VM.SaveState(ctx, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("saved %d MB of state in %s", n>>20, time.Since(start).Round(time.Millisecond))
+		if st, err := g.VM.Status(ctx); err != nil || st.Running {
+			t.Errorf("after SaveState: %+v, %v; want the VM paused", st, err)
+		}
+		if err := g.VM.Continue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, client, "echo after-save > after-save.txt && sync")
+
+		dir := filepath.Join(shared.dir, "restore")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		top := filepath.Join(dir, "top.qcow2")
+		if err := qemu.CreateOverlay(ctx, top, layer2, "qcow2", 0); err != nil {
+			t.Fatal(err)
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		g2, err := qemutest.Boot(ctx, qemutest.Options{Dir: dir, Disk: top, Seed: g.Seed, Key: g.Key, Incoming: pr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g2.Close()
+		saved, err := os.Open(stateFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer saved.Close()
+		if err := g2.VM.Restore(ctx, pw, saved); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := g2.VM.Status(ctx); err != nil || st.Running {
+			t.Errorf("after Restore: %+v, %v; want the VM paused until Continue", st, err)
+		}
+		if err := g2.VM.Continue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		c2, _, err := g2.Dial(dctx, ssh.PinKeys(hk.Accepted()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c2.Close()
+		t.Logf("restored guest: SSH login %s after QEMU started", time.Since(start).Round(100*time.Millisecond))
+		out, code, err := c2.Output(ctx, "kill -0 $(cat /run/imgform-sleeper) && echo sleeper-alive; cat first.txt; test -e after-save.txt && echo after-save-present || echo after-save-absent", ssh.RunOptions{})
+		if err != nil || code != 0 {
+			t.Fatalf("check the restored guest: %d, %v\n%s", code, err, out)
+		}
+		if got := strings.Fields(string(out)); !slices.Equal(got, []string{"sleeper-alive", "first", "after-save-absent"}) {
+			t.Errorf("the restored guest says %q, want its sleeper alive, first.txt, and nothing written after the save", got)
+		}
+
+		// A state whose bytes are damaged is refused before the guest runs.
+		damaged, err := os.ReadFile(stateFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr3, pw3, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir3 := filepath.Join(shared.dir, "restore-bad")
+		if err := os.Mkdir(dir3, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		top3 := filepath.Join(dir3, "top.qcow2")
+		if err := qemu.CreateOverlay(ctx, top3, layer2, "qcow2", 0); err != nil {
+			t.Fatal(err)
+		}
+		g3, err := qemutest.Boot(ctx, qemutest.Options{Dir: dir3, Disk: top3, Seed: g.Seed, Key: g.Key, Incoming: pr3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g3.Close()
+		err = g3.VM.Restore(ctx, pw3, strings.NewReader(string(damaged[:len(damaged)/2])))
+		t.Logf("restore of half a state: %v", err)
+		if err == nil {
+			t.Error("half a state restored without an error")
+		}
+	})
+
 	if !t.Run("guest poweroff", func(t *testing.T) {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()

@@ -78,6 +78,10 @@ type Options struct {
 	Network string
 	// MAC is the NIC's MAC address; empty keeps QEMU's default (52:54:00:12:34:56, the same in every VM).
 	MAC string
+	// Incoming, when set, is the read end of a pipe that will carry a saved state (migrate.go): QEMU starts
+	// paused, waiting for it, instead of booting. Start closes it (QEMU holds its own copy); feed the write
+	// end with VM.Restore.
+	Incoming *os.File
 }
 
 // Files of a VM's state folder.

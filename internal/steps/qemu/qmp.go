@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // ErrQMPClosed means the QMP connection ended, normally because QEMU exited.
@@ -175,6 +177,11 @@ func (q *QMP) Done() <-chan struct{} { return q.done }
 // Execute sends the command with its arguments (nil for none) and decodes the reply's "return" value into
 // result (nil to ignore it). An error reply is a *QMPError.
 func (q *QMP) Execute(ctx context.Context, command string, args, result any) error {
+	return q.execute(ctx, command, args, result, nil)
+}
+
+// execute is Execute; a non-nil fd goes along with the command as SCM_RIGHTS ancillary data, as getfd wants.
+func (q *QMP) execute(ctx context.Context, command string, args, result any, fd *os.File) error {
 	q.mu.Lock()
 	if q.err != nil {
 		err := q.err
@@ -198,7 +205,13 @@ func (q *QMP) Execute(ctx context.Context, command string, args, result any) err
 		return fmt.Errorf("qmp: %s: %w", command, err)
 	}
 	q.writeMu.Lock()
-	_, err = q.conn.Write(append(b, '\n'))
+	if fd == nil {
+		_, err = q.conn.Write(append(b, '\n'))
+	} else if uc, ok := q.conn.(*net.UnixConn); !ok {
+		err = errors.New("passing a file descriptor needs a unix socket")
+	} else {
+		_, _, err = uc.WriteMsgUnix(append(b, '\n'), syscall.UnixRights(int(fd.Fd())), nil)
+	}
 	q.writeMu.Unlock()
 	if err != nil {
 		q.forget(id)

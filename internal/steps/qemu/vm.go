@@ -51,6 +51,10 @@ type VM struct {
 // called the group gets SIGKILL, and on Linux the kernel kills QEMU when imgform dies (see sysProcAttr).
 // For UEFI the variable store template is copied into the state folder.
 func Start(ctx context.Context, o Options) (*VM, error) {
+	if o.Incoming != nil {
+		// QEMU has its own copy once started; ours would keep the pipe open after QEMU is gone.
+		defer o.Incoming.Close()
+	}
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
@@ -162,6 +166,9 @@ func (vm *VM) start(ctx context.Context) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = vm.opts.StateDir
 	cmd.Stdout, cmd.Stderr = vm.stderr, vm.stderr
+	if o.Incoming != nil {
+		cmd.ExtraFiles = []*os.File{o.Incoming} // fd 3, incomingFD
+	}
 	if vm.proc, err = startProcess(cmd); err != nil {
 		vm.stopPasst()
 		return fmt.Errorf("qemu: start %s: %w", argv[0], err)

@@ -115,6 +115,28 @@ func (m *fakeMachine) Stop(_ context.Context, timeout time.Duration, powersOff b
 
 func (m *fakeMachine) Kill() { m.ev.add("kill") }
 
+func (m *fakeMachine) Pause(context.Context) error {
+	m.ev.add("pause")
+	return m.fail["pause"]
+}
+
+func (m *fakeMachine) Continue(context.Context) error {
+	m.ev.add("continue")
+	return m.fail["continue"]
+}
+
+// SaveState writes a state that names the machine's fake fingerprint.
+func (m *fakeMachine) SaveState(_ context.Context, w io.Writer) (int64, string, error) {
+	m.ev.add("save state")
+	if err := m.fail["save state"]; err != nil {
+		return 0, "", err
+	}
+	n, err := io.WriteString(w, "fake VM state")
+	return int64(n), "fake-fingerprint", err
+}
+
+func (m *fakeMachine) Describe() string { return "fake machine" }
+
 func (m *fakeMachine) HostKeys() []byte  { return m.hostKeys }
 func (m *fakeMachine) MachineID() string { return m.machineID }
 

@@ -16,6 +16,8 @@ import (
 // qemuMachine is a session's machine: QEMU, logged in over SSH as the build user.
 type qemuMachine struct {
 	vm        *qemu.VM
+	opts      qemu.Options // what vm was started with
+	describe  string       // describeMachine of opts
 	client    *ssh.Client
 	hostKeys  []byte
 	machineID string
@@ -43,8 +45,23 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 		}
 		hk = ssh.PinKeys(keys...)
 	}
+	if spec.State != nil {
+		qm, err := r.resumeQEMU(ctx, spec)
+		if err == nil {
+			return qm, nil
+		}
+		job.Message(fmt.Sprintf("image %q: booting the cached layer of %s instead of resuming its saved VM state: %v",
+			job.Image.Name, job.Steps[0].Parent.Label(), err))
+		if err := spec.ResetDisk(ctx); err != nil {
+			return nil, err
+		}
+	}
 	qm := &qemuMachine{}
-	if qm.vm, err = startVM(ctx, r.resolve, job.Message, m, spec.Disk, spec.Seed, job.WorkDir, ""); err != nil {
+	if qm.opts, err = vmOptions(ctx, r.resolve, job.Message, m, spec.Disk, spec.Seed, job.WorkDir, ""); err != nil {
+		return nil, err
+	}
+	qm.describe = describeMachine(ctx, m, qm.opts)
+	if qm.vm, err = qemu.Start(ctx, qm.opts); err != nil {
 		return nil, err
 	}
 	if spec.FirstBoot {
@@ -67,10 +84,14 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 		return nil, errors.New("no host key was pinned for the guest")
 	}
 	qm.hostKeys = ssh.MarshalHostKeys(accepted)
-	if id, code, err := qm.client.Output(ctx, "cat /etc/machine-id", ssh.RunOptions{Idempotent: true}); err == nil && code == 0 {
-		qm.machineID = strings.TrimSpace(string(id))
-	}
+	qm.readMachineID(ctx)
 	return qm, nil
+}
+
+func (q *qemuMachine) readMachineID(ctx context.Context) {
+	if id, code, err := q.client.Output(ctx, "cat /etc/machine-id", ssh.RunOptions{Idempotent: true}); err == nil && code == 0 {
+		q.machineID = strings.TrimSpace(string(id))
+	}
 }
 
 func timeoutHint(err error, ctx context.Context, attr string, d time.Duration) error {
@@ -124,3 +145,16 @@ func (q *qemuMachine) Kill() {
 
 func (q *qemuMachine) HostKeys() []byte  { return q.hostKeys }
 func (q *qemuMachine) MachineID() string { return q.machineID }
+
+func (q *qemuMachine) Pause(ctx context.Context) error    { return q.vm.Pause(ctx) }
+func (q *qemuMachine) Continue(ctx context.Context) error { return q.vm.Continue(ctx) }
+func (q *qemuMachine) Describe() string                   { return q.describe }
+
+func (q *qemuMachine) SaveState(ctx context.Context, w io.Writer) (int64, string, error) {
+	fp, err := fingerprint(ctx, q.opts)
+	if err != nil {
+		return 0, "", err
+	}
+	n, err := q.vm.SaveState(ctx, w)
+	return n, fp, err
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,20 +45,29 @@ type resolveFunc func(ctx context.Context, want string) (accel, warning string, 
 // startVM resolves the accelerator (passing its warning on to message) and starts QEMU for machine m on
 // disk with the seed ISO, its state in workDir/state; mac empty keeps QEMU's default MAC address.
 func startVM(ctx context.Context, resolve resolveFunc, message func(string), m config.Machine, disk, seedISO, workDir, mac string) (*qemu.VM, error) {
-	accel, warning, err := resolve(ctx, m.Accelerator)
+	opts, err := vmOptions(ctx, resolve, message, m, disk, seedISO, workDir, mac)
 	if err != nil {
 		return nil, err
+	}
+	return qemu.Start(ctx, opts)
+}
+
+// vmOptions are the QEMU options startVM uses.
+func vmOptions(ctx context.Context, resolve resolveFunc, message func(string), m config.Machine, disk, seedISO, workDir, mac string) (qemu.Options, error) {
+	accel, warning, err := resolve(ctx, m.Accelerator)
+	if err != nil {
+		return qemu.Options{}, err
 	}
 	if warning != "" && message != nil {
 		message(warning)
 	}
 	stateDir := filepath.Join(workDir, "state")
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, err
+		return qemu.Options{}, err
 	}
 	network, warning, err := qemu.ResolveNetwork(m.HostLoopback)
 	if err != nil {
-		return nil, err
+		return qemu.Options{}, err
 	}
 	if warning != "" && message != nil {
 		message(warning)
@@ -65,7 +75,14 @@ func startVM(ctx context.Context, resolve resolveFunc, message func(string), m c
 	opts := qemu.MachineOptions(m, accel)
 	opts.Network = network
 	opts.Disk, opts.ExtraDrives, opts.StateDir, opts.MAC = disk, seed.QEMUArgs(seedISO), stateDir, mac
-	return qemu.Start(ctx, opts)
+	return opts, nil
+}
+
+// fingerprint is qemu.StateFingerprint of opts with the seed at a fixed path: which seed it is, the layer's
+// key already says.
+func fingerprint(ctx context.Context, opts qemu.Options) (string, error) {
+	opts.ExtraDrives = seed.QEMUArgs("/seed.iso")
+	return qemu.StateFingerprint(ctx, opts)
 }
 
 // machine is the running guest of a session as the session drives it: QEMU with an SSH login (qemuMachine),
@@ -79,6 +96,13 @@ type machine interface {
 	Stop(ctx context.Context, timeout time.Duration, powersOff bool) error
 	// Kill stops QEMU at once and waits for it; safe after Stop.
 	Kill()
+	// Pause stops the guest's CPUs; Continue runs them again. SaveState writes the paused machine's state
+	// (RAM and devices) to w and says what it fits (savedState's Fingerprint).
+	Pause(ctx context.Context) error
+	Continue(ctx context.Context) error
+	SaveState(ctx context.Context, w io.Writer) (n int64, fingerprint string, err error)
+	// Describe names the machine for people (stateInfo.Machine).
+	Describe() string
 	// HostKeys are the SSH host keys the session pinned (ssh.MarshalHostKeys); MachineID the guest's
 	// /etc/machine-id ("" when unknown).
 	HostKeys() []byte
@@ -94,6 +118,10 @@ type bootSpec struct {
 	FirstBoot bool
 	BuildKey  []byte
 	HostKeys  []byte
+	// State, when set, is the saved state of the layer below Disk: the machine resumes it instead of
+	// booting, when it fits. ResetDisk makes Disk a new empty overlay again, for a boot after a failed resume.
+	State     *savedState
+	ResetDisk func(ctx context.Context) error
 }
 
 type bootFunc func(ctx context.Context, spec bootSpec) (machine, error)
@@ -214,6 +242,20 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	}
 	s.size = info.VirtualSize
 	spec.Disk = l.path
+	if !firstBoot {
+		var why string
+		if spec.State, why = loadSavedState(job.BaseObject); why != "" {
+			job.Message(fmt.Sprintf("image %q: the saved VM state of %s cannot be used (%s); booting the layer instead",
+				job.Image.Name, first.Parent.Label(), why))
+		}
+		spec.ResetDisk = func(ctx context.Context) error {
+			// A resumed guest that failed later may have written to the overlay: start from an empty one.
+			if err := os.Remove(l.path); err != nil {
+				return err
+			}
+			return qemu.CreateOverlay(ctx, l.path, backing, job.Base.Format, size)
+		}
+	}
 	s.m, err = boot(ctx, spec)
 	return err
 }
@@ -261,9 +303,14 @@ func (s *session) begin(st *step.Step) (*layer, error) {
 // cut ends the active layer: the guest syncs, QEMU switches to a new overlay for the next step, and the
 // finished layer is committed to the store while the VM runs on. The new overlay names the finished layer
 // by its committed path from the start, so nothing needs rewriting later.
+//
+// The VM's state is saved with the finished layer (state.go): the guest drops its clean page cache (a
+// smaller state; it reads back what it needs), QEMU pauses it, the snapshot and the save happen while it
+// stands still, so that state and layer match, and it runs on. A failed save is a warning: the layer is
+// good, a later build boots it instead of resuming it.
 func (s *session) cut(ctx context.Context, next *step.Step) error {
 	done := s.active
-	if err := s.sync(ctx); err != nil {
+	if err := s.syncAndDropCaches(ctx); err != nil {
 		return fmt.Errorf("sync before cutting the layer: %w", err)
 	}
 	l, err := s.begin(next)
@@ -275,7 +322,17 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 		err = qemu.CreateOverlayUnchecked(ctx, l.path, backing, "qcow2", s.size)
 	}
 	if err == nil {
+		err = s.m.Pause(ctx)
+	}
+	if err == nil {
 		err = s.m.Snapshot(ctx, l.path)
+		if err == nil {
+			if serr := s.saveState(ctx, done); serr != nil {
+				s.job.Message(fmt.Sprintf("%s: the VM state was not saved with the layer (%v); a build that starts "+
+					"from it will boot it", done.step.Label(), serr))
+			}
+		}
+		err = errors.Join(err, s.m.Continue(ctx))
 	}
 	if err != nil {
 		return errors.Join(err, l.w.Abort())
@@ -285,6 +342,16 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 	// must not go on (its layer would be built on nothing), and the deferred abort in RunSession throws the
 	// new one away.
 	return s.commit(done)
+}
+
+// syncAndDropCaches syncs and drops the guest's clean page cache, dentries and inodes before its state is
+// saved: they are the larger part of its memory after package installs, and cost only reads later.
+func (s *session) syncAndDropCaches(ctx context.Context) error {
+	code, err := s.m.Run(ctx, "sync && echo 3 > /proc/sys/vm/drop_caches", sshRun(true))
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
+	return err
 }
 
 func (s *session) sync(ctx context.Context) error {

@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -34,10 +35,13 @@ var startA = []string{
 	"started a", "begin a", "boot", "sh work a", "output a: worked in /config as imgform-build", "done a",
 }
 
+// syncDrop is the command that syncs and drops the page cache before a cut.
+const syncDrop = "sh sync && echo 3 > /proc/sys/vm/drop_caches (sudo)"
+
 // cut is the events of cutting the layer of step prev (its step is done) for step next, which then runs.
 func cut(prev, next string) []string {
 	return []string{
-		"sh sync (sudo)", "begin " + next, "snapshot " + next, "commit " + prev,
+		syncDrop, "begin " + next, "pause", "snapshot " + next, "save state", "continue", "commit " + prev,
 		"started " + next, "sh work " + next, "output " + next + ": worked in /config as imgform-build",
 	}
 }
@@ -173,18 +177,18 @@ func TestSessionFailure(t *testing.T) {
 		},
 		"commit fails": {
 			setup:  func(s *sessionTest) { s.commitFails = "a" },
-			events: slices.Concat(startA, []string{"sh sync (sudo)", "begin b", "snapshot b", "commit a", "kill"}),
+			events: slices.Concat(startA, []string{syncDrop, "begin b", "pause", "snapshot b", "save state", "continue", "commit a", "kill"}),
 			err:    `boot "a": committing the layer: commit `,
 		},
 		"sync before the cut fails": {
-			setup:  func(s *sessionTest) { s.m.fail["sh sync"] = errBoom },
-			events: slices.Concat(startA, []string{"sh sync (sudo)", "kill"}),
+			setup:  func(s *sessionTest) { s.m.fail["sh sync && echo 3 > /proc/sys/vm/drop_caches"] = errBoom },
+			events: slices.Concat(startA, []string{syncDrop, "kill"}),
 			err:    `boot "a": sync before cutting the layer: boom`,
 			is:     errBoom,
 		},
 		"snapshot fails": {
 			setup:  func(s *sessionTest) { s.m.fail["snapshot"] = errBoom },
-			events: slices.Concat(startA, []string{"sh sync (sudo)", "begin b", "snapshot b", "kill"}),
+			events: slices.Concat(startA, []string{syncDrop, "begin b", "pause", "snapshot b", "continue", "kill"}),
 			err:    `boot "a": boom`,
 			is:     errBoom,
 		},
@@ -211,7 +215,7 @@ func TestSessionFailure(t *testing.T) {
 		},
 		"step does not run in the guest": {
 			kinds:     []step.Kind{boot(), hostKind{}, provision()},
-			events:    slices.Concat(startA, []string{"sh sync (sudo)", "begin b", "snapshot b", "commit a", "started b", "kill"}),
+			events:    slices.Concat(startA, []string{syncDrop, "begin b", "pause", "snapshot b", "save state", "continue", "commit a", "started b", "kill"}),
 			committed: []string{"a"},
 			err:       `seed "b": step kind "seed" does not run in the guest`,
 		},
@@ -290,6 +294,9 @@ func TestSessionCancel(t *testing.T) {
 // TestSessionBootSpec checks what the machine boots with: a new chain logs in with the seed's build key and
 // pins the host keys of the first boot; a chain resumed from a cached layer logs in with that layer's build
 // key and pins its host keys.
+// resetDisk stands for a set bootSpec.ResetDisk in the table of TestSessionBootSpec.
+func resetDisk(context.Context) error { return nil }
+
 func TestSessionBootSpec(t *testing.T) {
 	cached := map[string]string{step.BuildKeyFile: cachedKey, step.HostKeysFile: cachedHost}
 	tests := map[string]struct {
@@ -309,13 +316,13 @@ func TestSessionBootSpec(t *testing.T) {
 		"resumed chain": {
 			first:  provision(),
 			cached: cached,
-			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost)},
+			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost), ResetDisk: resetDisk},
 			size:   baseSize,
 		},
 		"booter that does not start a chain": {
 			first:  bootKind{guestKind{name: "boot"}, false},
 			cached: cached,
-			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost)},
+			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost), ResetDisk: resetDisk},
 			size:   baseSize,
 		},
 		"new chain without a seed": {
@@ -369,6 +376,10 @@ func TestSessionBootSpec(t *testing.T) {
 				t.Errorf("booted with seed %q, want the seed object's %s", got.Seed, step.SeedFile)
 			}
 			got.Job, got.Disk, got.Seed = nil, "", ""
+			if (got.ResetDisk != nil) != (tc.want.ResetDisk != nil) {
+				t.Errorf("boot spec's ResetDisk set %t, want %t", got.ResetDisk != nil, tc.want.ResetDisk != nil)
+			}
+			got.ResetDisk, tc.want.ResetDisk = nil, nil
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("boot spec %+v, want %+v", got, tc.want)
 			}
@@ -423,8 +434,76 @@ func TestSessionWithoutHostKeys(t *testing.T) {
 		for _, f := range obj.Files {
 			files = append(files, f.Name)
 		}
-		if want := []string{step.BuildKeyFile, step.LayerFile}; !slices.Equal(files, want) {
+		want := []string{step.BuildKeyFile, step.LayerFile}
+		if name == "a" { // cut while the VM ran: its state is saved with it
+			want = append(want, stateInfoFile, stateFile)
+		}
+		if !slices.Equal(files, want) {
 			t.Errorf("step %s: files %q, want %q", name, files, want)
 		}
 	}
+}
+
+// TestSessionSavedStates checks what a session does with VM states: the boot gets the saved state of the
+// cached layer it starts from (or a warning when it cannot be read), and a save that fails is a warning
+// that leaves the layer without a state.
+func TestSessionSavedStates(t *testing.T) {
+	info := `{"format_version": 1, "fingerprint": "fp", "machine": "the saving machine", "size": 13}`
+	cached := map[string]string{step.BuildKeyFile: cachedKey, step.HostKeysFile: cachedHost,
+		stateFile: "compressed state", stateInfoFile: info}
+
+	t.Run("resume gets the cached layer's state", func(t *testing.T) {
+		s := newSession(t, provision(), provision())
+		s.resume(cached)
+		if err := s.run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		st := s.specs[0].State
+		if st == nil || st.obj != s.base || st.info.Fingerprint != "fp" || st.info.Machine != "the saving machine" {
+			t.Fatalf("boot spec's state %+v, want the cached layer's", st)
+		}
+		if s.specs[0].ResetDisk == nil {
+			t.Error("no ResetDisk for a boot after a failed resume")
+		}
+	})
+
+	t.Run("unreadable description", func(t *testing.T) {
+		s := newSession(t, provision(), provision())
+		bad := maps.Clone(cached)
+		bad[stateInfoFile] = `{"format_version": 99}`
+		s.resume(bad)
+		if err := s.run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if s.specs[0].State != nil {
+			t.Error("a state of an unknown format was handed to the boot")
+		}
+		if !slices.ContainsFunc(s.ev.list(), func(e string) bool {
+			return strings.Contains(e, "message: ") && strings.Contains(e, "has format 99") && strings.Contains(e, "booting the layer instead")
+		}) {
+			t.Errorf("no warning about the state: %q", s.ev.list())
+		}
+	})
+
+	t.Run("failed save", func(t *testing.T) {
+		s := newSession(t, boot(), provision())
+		s.m.fail["save state"] = errBoom
+		if err := s.run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		a := s.committed("a")
+		if a == nil {
+			t.Fatal("the layer of a was not committed")
+		}
+		for _, f := range []string{stateFile, stateInfoFile} {
+			if _, ok := a.File(f); ok {
+				t.Errorf("layer a has %s after a failed save", f)
+			}
+		}
+		if !slices.ContainsFunc(s.ev.list(), func(e string) bool {
+			return strings.Contains(e, "message: ") && strings.Contains(e, "the VM state was not saved with the layer (boom)")
+		}) {
+			t.Errorf("no warning about the failed save: %q", s.ev.list())
+		}
+	})
 }

@@ -100,6 +100,8 @@ type Options struct {
 	// CPUs default 2; Memory default 1 GiB.
 	CPUs   int
 	Memory int64
+	// Incoming starts the VM on a saved state instead of a boot (qemu.Options.Incoming).
+	Incoming *os.File
 }
 
 // Guest is a booted (or booting) test VM.
@@ -151,6 +153,7 @@ func Boot(ctx context.Context, o Options) (*Guest, error) {
 		Disk:        g.Disk,
 		ExtraDrives: seed.QEMUArgs(g.Seed),
 		StateDir:    state,
+		Incoming:    o.Incoming,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,113 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"gitlab.com/imgform/imgform/internal/step"
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
+	"gitlab.com/imgform/imgform/internal/steps/ssh"
+)
+
+// resumeQEMU starts QEMU on spec.Disk with the saved state of the layer below it and logs in, instead of a
+// boot. The state must fit the machine exactly (the same fingerprint); its bytes are checked against the
+// store's digest before the guest runs. A resumed guest then gets what a restore cannot give it: the time
+// (its clock stood still since the save) and a new SSH session (the old one's TCP connection is gone, the
+// host key is the one pinned with the layer). Its network is new too: the user-mode network or passt starts
+// fresh, the guest's address lease stays valid. Any error leaves nothing running; the caller boots instead.
+func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error) {
+	job := spec.Job
+	m := job.Image.Machine
+	key, err := ssh.ParseKey(spec.BuildKey)
+	if err != nil {
+		return nil, fmt.Errorf("build key: %w", err)
+	}
+	keys, err := ssh.ParseHostKeys(spec.HostKeys)
+	if err != nil {
+		return nil, fmt.Errorf("recorded host keys: %w", err)
+	}
+	hk := ssh.PinKeys(keys...)
+	qm := &qemuMachine{}
+	if qm.opts, err = vmOptions(ctx, r.resolve, job.Message, m, spec.Disk, spec.Seed, job.WorkDir, ""); err != nil {
+		return nil, err
+	}
+	qm.describe = describeMachine(ctx, m, qm.opts)
+	fp, err := fingerprint(ctx, qm.opts)
+	if err != nil {
+		return nil, err
+	}
+	if fp != spec.State.info.Fingerprint {
+		return nil, fmt.Errorf("it was saved on another machine (%s), this one is %s", spec.State.info.Machine, qm.describe)
+	}
+	saved, err := spec.State.obj.Open(stateFile)
+	if err != nil {
+		return nil, err
+	}
+	defer saved.Close()
+	dec, err := zstd.NewReader(bufio.NewReaderSize(saved, 1<<20), zstd.WithDecoderConcurrency(0))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	qm.opts.Incoming = pr
+	if qm.vm, err = qemu.Start(ctx, qm.opts); err != nil {
+		_ = pw.Close()
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			qm.Kill()
+		}
+	}()
+	if err := qm.vm.Restore(ctx, pw, dec); err != nil {
+		return nil, err
+	}
+	if err := qm.vm.Continue(ctx); err != nil {
+		return nil, err
+	}
+	bctx, cancel := context.WithTimeout(ctx, m.BootTimeout)
+	defer cancel()
+	qm.client, err = ssh.Dial(bctx, qm.vm.SSHAddr(), step.BuildUserName, key, hk.Callback(), ssh.WithHostKeys(hk),
+		ssh.WithConsoleTail(func() string { return qm.vm.Tail(30) }))
+	if err != nil {
+		return nil, timeoutHint(fmt.Errorf("log in to the resumed guest: %w", err), bctx, "boot_timeout", m.BootTimeout)
+	}
+	if err := setClock(ctx, qm.client); err != nil {
+		return nil, err
+	}
+	qm.hostKeys = spec.HostKeys
+	qm.readMachineID(ctx)
+	if job.Info != nil {
+		job.Info(fmt.Sprintf("image %q: resumed the VM saved with %s (%s ago) in %s instead of booting it", job.Image.Name,
+			job.Steps[0].Parent.Label(), time.Since(spec.State.info.Saved).Round(time.Second), time.Since(start).Round(100*time.Millisecond)))
+	}
+	ok = true
+	return qm, nil
+}
+
+// setClock sets the resumed guest's clock to the host's: it stood still from the save to the resume, and a
+// step that checks certificates, compares timestamps (make, apt) or logs times must see the real time.
+func setClock(ctx context.Context, c *ssh.Client) error {
+	now := time.Now().UTC()
+	cmd := fmt.Sprintf("date -u -s @%d.%09d >/dev/null", now.Unix(), now.Nanosecond())
+	code, err := c.Run(ctx, cmd, sshRun(true))
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
+	if err != nil {
+		return errors.Join(errors.New("set the resumed guest's clock"), err)
+	}
+	return nil
+}
