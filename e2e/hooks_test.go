@@ -16,6 +16,7 @@ type recorder struct {
 	t        *testing.T
 	mu       sync.Mutex
 	finished map[string]engine.StepStatus
+	messages []string
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -37,7 +38,28 @@ func (r *recorder) StepFinished(s *engine.StepPlan, st engine.StepStatus, d time
 	r.finished[s.ID] = st
 }
 
-func (r *recorder) Message(l engine.Level, text string) { r.t.Logf("%s: %s", l, text) }
+func (r *recorder) Message(l engine.Level, text string) {
+	r.t.Logf("%s: %s", l, text)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.messages = append(r.messages, string(l)+": "+text)
+}
+
+// said reports whether a message so far holds every one of parts.
+func (r *recorder) said(parts ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.messages {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(m, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
 
 func (r *recorder) ran() []string {
 	r.mu.Lock()

@@ -57,6 +57,7 @@ func newApp(stdin io.Reader) *cli.App {
 			fmtCommand(),
 			planCommand(),
 			applyCommand(),
+			shellCommand(),
 			cacheCommand(),
 			versionCommand(),
 			completionCommand(),

@@ -69,7 +69,16 @@ type StepPlan struct {
 	Verifies bool `json:"verifies,omitempty"`
 	// Remote is set on a cached step whose result comes from the remote cache (apply downloads it).
 	Remote *RemoteHit `json:"remote,omitempty"`
+	// Start is set on a guest step that runs first in its VM after a cached layer: StartResume when the VM
+	// state saved with that layer is resumed, StartBoot when the layer is booted (a reason says why).
+	Start string `json:"start,omitempty"`
 }
+
+// How a guest session that starts from a cached layer starts its VM (StepPlan.Start).
+const (
+	StartResume = "resume"
+	StartBoot   = "boot"
+)
 
 // HasChanges tells whether apply would run anything.
 func (p *Plan) HasChanges() bool { return p.ToRun > 0 }
@@ -178,7 +187,7 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 			return nil, err
 		}
 	}
-	e.decide(cfg, p)
+	e.decide(ctx, cfg, p)
 	return p, nil
 }
 
@@ -187,7 +196,7 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 // without either): a missing step that something needs runs, or is pulled when the remote has it (then
 // nothing below it is needed); a missing step that nothing needs is skipped. Apply decides again after its
 // pulls.
-func (e *Engine) decide(cfg *config.Config, p *planned) {
+func (e *Engine) decide(ctx context.Context, cfg *config.Config, p *planned) {
 	for {
 		e.walkNeeds(p)
 		// A test's report is for the bytes of the layer it booted: when that layer is built again (builds
@@ -203,6 +212,7 @@ func (e *Engine) decide(cfg *config.Config, p *planned) {
 		}
 	}
 	p.plan = e.describe(cfg, p)
+	e.describeStarts(ctx, p)
 }
 
 // walkNeeds is decide's walk.

@@ -89,7 +89,7 @@ func (a *applier) pullAll(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
-		a.e.decide(a.cfg, a.p)
+		a.e.decide(ctx, a.cfg, a.p)
 	}
 }
 

@@ -39,6 +39,16 @@ type Machines interface {
 	Test(ctx context.Context, job *TestJob) (*TestReport, error)
 }
 
+// StateFile is the file of a layer's object that holds the VM state saved with it (internal/steps/vm),
+// read only through Object.Open, which checks it as it goes: a check of the chain before a session skips it.
+const StateFile = "vmstate.zst"
+
+// Resumer is a Machines that can say, before an apply, whether a guest session that starts from a cached
+// layer will resume the VM state saved with it (true) or boot the layer, and why.
+type Resumer interface {
+	WillResume(ctx context.Context, img *config.Image, layer *state.Object) (bool, string)
+}
+
 // SessionJob is one guest session: the guest steps of one image that are to run, in order. A full build
 // boots once; a build that resumes from a cached layer boots that layer.
 type SessionJob struct {

@@ -154,6 +154,7 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 	// QEMU on that layer: the guest's processes and /run are there, and it answers SSH at once.
 	t.Run("save and restore state", func(t *testing.T) {
 		mustRun(t, client, "nohup sleep 100000 >/dev/null 2>&1 & echo $! | sudo tee /run/imgform-sleeper >/dev/null; sync")
+
 		layer3 := filepath.Join(shared.dir, "layer3.qcow2")
 		info, err := qemu.Info(ctx, layer2)
 		if err != nil {
@@ -162,19 +163,21 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 		if err := qemu.CreateOverlayUnchecked(ctx, layer3, layer2, "qcow2", info.VirtualSize); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.VM.Pause(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.VM.Snapshot(ctx, layer3); err != nil {
-			t.Fatal(err)
-		}
 		stateFile := filepath.Join(shared.dir, "vmstate")
 		f, err := os.Create(stateFile)
 		if err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		n, err := g.VM.SaveState(ctx, f)
+		var stopped qemu.Status
+		n, err := g.VM.SaveState(ctx, f, func() error {
+			var err error
+			if stopped, err = g.VM.Status(ctx); err != nil {
+				return err
+			}
+			_, err = g.VM.Snapshot(ctx, layer3)
+			return err
+		})
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -182,12 +185,13 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 			t.Fatal(err)
 		}
 		t.Logf("saved %d MB of state in %s", n>>20, time.Since(start).Round(time.Millisecond))
-		if st, err := g.VM.Status(ctx); err != nil || st.Running {
-			t.Errorf("after SaveState: %+v, %v; want the VM paused", st, err)
+		if stopped.Running {
+			t.Errorf("while SaveState ran atStop: %+v; want the guest stopped", stopped)
 		}
-		if err := g.VM.Continue(ctx); err != nil {
-			t.Fatal(err)
+		if st, err := g.VM.Status(ctx); err != nil || !st.Running {
+			t.Errorf("after SaveState: %+v, %v; want the guest running again", st, err)
 		}
+
 		mustRun(t, client, "echo after-save > after-save.txt && sync")
 
 		dir := filepath.Join(shared.dir, "restore")

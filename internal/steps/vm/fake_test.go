@@ -125,10 +125,17 @@ func (m *fakeMachine) Continue(context.Context) error {
 	return m.fail["continue"]
 }
 
-// SaveState writes a state that names the machine's fake fingerprint.
-func (m *fakeMachine) SaveState(_ context.Context, w io.Writer) (int64, string, error) {
+// SaveState writes a state that names the machine's fake fingerprint; "save state" fails it before the
+// stop, "save state after the stop" after atStop.
+func (m *fakeMachine) SaveState(_ context.Context, w io.Writer, atStop func() error) (int64, string, error) {
 	m.ev.add("save state")
 	if err := m.fail["save state"]; err != nil {
+		return 0, "", err
+	}
+	if err := atStop(); err != nil {
+		return 0, "", err
+	}
+	if err := m.fail["save state after the stop"]; err != nil {
 		return 0, "", err
 	}
 	n, err := io.WriteString(w, "fake VM state")
@@ -136,6 +143,11 @@ func (m *fakeMachine) SaveState(_ context.Context, w io.Writer) (int64, string, 
 }
 
 func (m *fakeMachine) Describe() string { return "fake machine" }
+
+func (m *fakeMachine) Interactive(context.Context, ssh.Terminal) (int, error) {
+	m.ev.add("interactive")
+	return 0, m.fail["interactive"]
+}
 
 func (m *fakeMachine) HostKeys() []byte  { return m.hostKeys }
 func (m *fakeMachine) MachineID() string { return m.machineID }

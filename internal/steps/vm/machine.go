@@ -51,7 +51,7 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 			return qm, nil
 		}
 		job.Message(fmt.Sprintf("image %q: booting the cached layer of %s instead of resuming its saved VM state: %v",
-			job.Image.Name, job.Steps[0].Parent.Label(), err))
+			job.Image.Name, spec.Layer, err))
 		if err := spec.ResetDisk(ctx); err != nil {
 			return nil, err
 		}
@@ -61,7 +61,7 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 		return nil, err
 	}
 	qm.describe = describeMachine(ctx, m, qm.opts)
-	if qm.vm, err = qemu.Start(ctx, qm.opts); err != nil {
+	if qm.vm, err = startQEMU(ctx, qm.opts); err != nil {
 		return nil, err
 	}
 	if spec.FirstBoot {
@@ -150,11 +150,15 @@ func (q *qemuMachine) Pause(ctx context.Context) error    { return q.vm.Pause(ct
 func (q *qemuMachine) Continue(ctx context.Context) error { return q.vm.Continue(ctx) }
 func (q *qemuMachine) Describe() string                   { return q.describe }
 
-func (q *qemuMachine) SaveState(ctx context.Context, w io.Writer) (int64, string, error) {
+func (q *qemuMachine) SaveState(ctx context.Context, w io.Writer, atStop func() error) (int64, string, error) {
 	fp, err := fingerprint(ctx, q.opts)
 	if err != nil {
 		return 0, "", err
 	}
-	n, err := q.vm.SaveState(ctx, w)
+	n, err := q.vm.SaveState(ctx, w, atStop)
 	return n, fp, err
+}
+
+func (q *qemuMachine) Interactive(ctx context.Context, t ssh.Terminal) (int, error) {
+	return q.client.Interactive(ctx, t)
 }

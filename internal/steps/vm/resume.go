@@ -10,8 +10,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
-	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/ssh"
 )
 
@@ -43,7 +44,7 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 		return nil, err
 	}
 	if fp != spec.State.info.Fingerprint {
-		return nil, fmt.Errorf("it was saved on another machine (%s), this one is %s", spec.State.info.Machine, qm.describe)
+		return nil, errors.New(otherMachine(spec.State.info, qm.describe))
 	}
 	saved, err := spec.State.obj.Open(stateFile)
 	if err != nil {
@@ -61,7 +62,7 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 	}
 	start := time.Now()
 	qm.opts.Incoming = pr
-	if qm.vm, err = qemu.Start(ctx, qm.opts); err != nil {
+	if qm.vm, err = startQEMU(ctx, qm.opts); err != nil {
 		_ = pw.Close()
 		return nil, err
 	}
@@ -91,7 +92,7 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 	qm.readMachineID(ctx)
 	if job.Info != nil {
 		job.Info(fmt.Sprintf("image %q: resumed the VM saved with %s (%s ago) in %s instead of booting it", job.Image.Name,
-			job.Steps[0].Parent.Label(), time.Since(spec.State.info.Saved).Round(time.Second), time.Since(start).Round(100*time.Millisecond)))
+			spec.Layer, time.Since(spec.State.info.Saved).Round(time.Second), time.Since(start).Round(100*time.Millisecond)))
 	}
 	ok = true
 	return qm, nil
@@ -110,4 +111,30 @@ func setClock(ctx context.Context, c *ssh.Client) error {
 		return errors.Join(errors.New("set the resumed guest's clock"), err)
 	}
 	return nil
+}
+
+var _ step.Resumer = (*Runner)(nil)
+
+// WillResume says whether a session that starts from layer will resume its saved state, for the plan. It
+// makes the checks of resumeQEMU that need no VM: a readable state description and the fingerprint.
+func (r *Runner) WillResume(ctx context.Context, img *config.Image, layer *state.Object) (bool, string) {
+	st, why := loadSavedState(layer)
+	if st == nil {
+		if why == "" {
+			return false, "the layer has no saved VM state (the last layer of a build is shut down)"
+		}
+		return false, "its saved VM state cannot be used: " + why
+	}
+	opts, err := vmOptions(ctx, r.resolve, nil, img.Machine, "/disk", "/seed.iso", "/work", "")
+	if err != nil {
+		return false, err.Error()
+	}
+	fp, err := fingerprint(ctx, opts)
+	if err != nil {
+		return false, err.Error()
+	}
+	if fp != st.info.Fingerprint {
+		return false, otherMachine(st.info, describeMachine(ctx, img.Machine, opts))
+	}
+	return true, ""
 }

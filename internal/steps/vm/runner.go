@@ -19,6 +19,7 @@ import (
 	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/seed"
+	"gitlab.com/imgform/imgform/internal/steps/ssh"
 )
 
 // Runner implements step.Machines with QEMU and SSH.
@@ -49,10 +50,18 @@ func startVM(ctx context.Context, resolve resolveFunc, message func(string), m c
 	if err != nil {
 		return nil, err
 	}
+	return startQEMU(ctx, opts)
+}
+
+// startQEMU creates the state folder and starts QEMU.
+func startQEMU(ctx context.Context, opts qemu.Options) (*qemu.VM, error) {
+	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
+		return nil, err
+	}
 	return qemu.Start(ctx, opts)
 }
 
-// vmOptions are the QEMU options startVM uses.
+// vmOptions are the QEMU options startVM uses; startQEMU creates their state folder.
 func vmOptions(ctx context.Context, resolve resolveFunc, message func(string), m config.Machine, disk, seedISO, workDir, mac string) (qemu.Options, error) {
 	accel, warning, err := resolve(ctx, m.Accelerator)
 	if err != nil {
@@ -62,9 +71,6 @@ func vmOptions(ctx context.Context, resolve resolveFunc, message func(string), m
 		message(warning)
 	}
 	stateDir := filepath.Join(workDir, "state")
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return qemu.Options{}, err
-	}
 	network, warning, err := qemu.ResolveNetwork(m.HostLoopback)
 	if err != nil {
 		return qemu.Options{}, err
@@ -96,13 +102,16 @@ type machine interface {
 	Stop(ctx context.Context, timeout time.Duration, powersOff bool) error
 	// Kill stops QEMU at once and waits for it; safe after Stop.
 	Kill()
-	// Pause stops the guest's CPUs; Continue runs them again. SaveState writes the paused machine's state
-	// (RAM and devices) to w and says what it fits (savedState's Fingerprint).
+	// Pause stops the guest's CPUs; Continue runs them again. SaveState writes the machine's state (RAM and
+	// devices) to w, runs atStop while the guest stands still just before the end (qemu.VM.SaveState), and
+	// says what machine the state fits (stateInfo.Fingerprint); the guest runs on afterwards.
 	Pause(ctx context.Context) error
 	Continue(ctx context.Context) error
-	SaveState(ctx context.Context, w io.Writer) (n int64, fingerprint string, err error)
+	SaveState(ctx context.Context, w io.Writer, atStop func() error) (n int64, fingerprint string, err error)
 	// Describe names the machine for people (stateInfo.Machine).
 	Describe() string
+	// Interactive connects a login shell on a pseudo-terminal to t (imgform shell).
+	Interactive(ctx context.Context, t ssh.Terminal) (int, error)
 	// HostKeys are the SSH host keys the session pinned (ssh.MarshalHostKeys); MachineID the guest's
 	// /etc/machine-id ("" when unknown).
 	HostKeys() []byte
@@ -122,6 +131,8 @@ type bootSpec struct {
 	// booting, when it fits. ResetDisk makes Disk a new empty overlay again, for a boot after a failed resume.
 	State     *savedState
 	ResetDisk func(ctx context.Context) error
+	// Layer names the cached layer below Disk for messages, such as `provision "motd"`.
+	Layer string
 }
 
 type bootFunc func(ctx context.Context, spec bootSpec) (machine, error)
@@ -243,6 +254,7 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	s.size = info.VirtualSize
 	spec.Disk = l.path
 	if !firstBoot {
+		spec.Layer = first.Parent.Label()
 		var why string
 		if spec.State, why = loadSavedState(job.BaseObject); why != "" {
 			job.Message(fmt.Sprintf("image %q: the saved VM state of %s cannot be used (%s); booting the layer instead",
@@ -305,9 +317,9 @@ func (s *session) begin(st *step.Step) (*layer, error) {
 // by its committed path from the start, so nothing needs rewriting later.
 //
 // The VM's state is saved with the finished layer (state.go): the guest drops its clean page cache (a
-// smaller state; it reads back what it needs), QEMU pauses it, the snapshot and the save happen while it
-// stands still, so that state and layer match, and it runs on. A failed save is a warning: the layer is
-// good, a later build boots it instead of resuming it.
+// smaller state; it reads back what it needs), and the snapshot happens while QEMU holds the guest still
+// during the save, so that state and layer match; then it runs on. A failed save is a warning: the layer
+// is good, a later build boots it instead of resuming it.
 func (s *session) cut(ctx context.Context, next *step.Step) error {
 	done := s.active
 	if err := s.syncAndDropCaches(ctx); err != nil {
@@ -322,17 +334,7 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 		err = qemu.CreateOverlayUnchecked(ctx, l.path, backing, "qcow2", s.size)
 	}
 	if err == nil {
-		err = s.m.Pause(ctx)
-	}
-	if err == nil {
-		err = s.m.Snapshot(ctx, l.path)
-		if err == nil {
-			if serr := s.saveState(ctx, done); serr != nil {
-				s.job.Message(fmt.Sprintf("%s: the VM state was not saved with the layer (%v); a build that starts "+
-					"from it will boot it", done.step.Label(), serr))
-			}
-		}
-		err = errors.Join(err, s.m.Continue(ctx))
+		err = s.cutAndSave(ctx, done, l)
 	}
 	if err != nil {
 		return errors.Join(err, l.w.Abort())
@@ -342,6 +344,32 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 	// must not go on (its layer would be built on nothing), and the deferred abort in RunSession throws the
 	// new one away.
 	return s.commit(done)
+}
+
+// cutAndSave switches the VM to the overlay of l while saving its state with done. When the save fails
+// before the guest was stopped for the snapshot, the layer is cut without a state.
+func (s *session) cutAndSave(ctx context.Context, done, l *layer) error {
+	var snapped bool
+	var snapErr error
+	serr := s.saveState(ctx, done, func() error {
+		snapErr = s.m.Snapshot(ctx, l.path)
+		snapped = snapErr == nil
+		return snapErr
+	})
+	if snapErr != nil {
+		return snapErr
+	}
+	if serr != nil {
+		s.job.Message(fmt.Sprintf("%s: the VM state was not saved with the layer (%v); a build that starts "+
+			"from it will boot it", done.step.Label(), serr))
+	}
+	if snapped {
+		return nil
+	}
+	if err := s.m.Pause(ctx); err != nil {
+		return err
+	}
+	return errors.Join(s.m.Snapshot(ctx, l.path), s.m.Continue(ctx))
 }
 
 // syncAndDropCaches syncs and drops the guest's clean page cache, dentries and inodes before its state is

@@ -41,7 +41,7 @@ const syncDrop = "sh sync && echo 3 > /proc/sys/vm/drop_caches (sudo)"
 // cut is the events of cutting the layer of step prev (its step is done) for step next, which then runs.
 func cut(prev, next string) []string {
 	return []string{
-		syncDrop, "begin " + next, "pause", "snapshot " + next, "save state", "continue", "commit " + prev,
+		syncDrop, "begin " + next, "save state", "snapshot " + next, "commit " + prev,
 		"started " + next, "sh work " + next, "output " + next + ": worked in /config as imgform-build",
 	}
 }
@@ -177,7 +177,7 @@ func TestSessionFailure(t *testing.T) {
 		},
 		"commit fails": {
 			setup:  func(s *sessionTest) { s.commitFails = "a" },
-			events: slices.Concat(startA, []string{syncDrop, "begin b", "pause", "snapshot b", "save state", "continue", "commit a", "kill"}),
+			events: slices.Concat(startA, []string{syncDrop, "begin b", "save state", "snapshot b", "commit a", "kill"}),
 			err:    `boot "a": committing the layer: commit `,
 		},
 		"sync before the cut fails": {
@@ -188,7 +188,7 @@ func TestSessionFailure(t *testing.T) {
 		},
 		"snapshot fails": {
 			setup:  func(s *sessionTest) { s.m.fail["snapshot"] = errBoom },
-			events: slices.Concat(startA, []string{syncDrop, "begin b", "pause", "snapshot b", "continue", "kill"}),
+			events: slices.Concat(startA, []string{syncDrop, "begin b", "save state", "snapshot b", "kill"}),
 			err:    `boot "a": boom`,
 			is:     errBoom,
 		},
@@ -215,7 +215,7 @@ func TestSessionFailure(t *testing.T) {
 		},
 		"step does not run in the guest": {
 			kinds:     []step.Kind{boot(), hostKind{}, provision()},
-			events:    slices.Concat(startA, []string{syncDrop, "begin b", "pause", "snapshot b", "save state", "continue", "commit a", "started b", "kill"}),
+			events:    slices.Concat(startA, []string{syncDrop, "begin b", "save state", "snapshot b", "commit a", "started b", "kill"}),
 			committed: []string{"a"},
 			err:       `seed "b": step kind "seed" does not run in the guest`,
 		},
@@ -316,13 +316,13 @@ func TestSessionBootSpec(t *testing.T) {
 		"resumed chain": {
 			first:  provision(),
 			cached: cached,
-			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost), ResetDisk: resetDisk},
+			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost), ResetDisk: resetDisk, Layer: `provision "cached"`},
 			size:   baseSize,
 		},
 		"booter that does not start a chain": {
 			first:  bootKind{guestKind{name: "boot"}, false},
 			cached: cached,
-			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost), ResetDisk: resetDisk},
+			want:   bootSpec{BuildKey: []byte(cachedKey), HostKeys: []byte(cachedHost), ResetDisk: resetDisk, Layer: `provision "cached"`},
 			size:   baseSize,
 		},
 		"new chain without a seed": {
@@ -485,9 +485,18 @@ func TestSessionSavedStates(t *testing.T) {
 		}
 	})
 
-	t.Run("failed save", func(t *testing.T) {
+	for _, when := range []string{"save state", "save state after the stop"} {
+		t.Run("failed "+when, func(t *testing.T) {
+			failedSave(t, when)
+		})
+	}
+}
+
+// failedSave fails the fake machine's SaveState at the given point; the layer is cut either way.
+func failedSave(t *testing.T, when string) {
+	{
 		s := newSession(t, boot(), provision())
-		s.m.fail["save state"] = errBoom
+		s.m.fail[when] = errBoom
 		if err := s.run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -505,5 +514,22 @@ func TestSessionSavedStates(t *testing.T) {
 		}) {
 			t.Errorf("no warning about the failed save: %q", s.ev.list())
 		}
-	})
+		want := []string{"save state", "snapshot b"}
+		if when == "save state" { // before the stop: cut without a state
+			want = []string{"pause", "snapshot b", "continue"}
+		}
+		if got := s.ev.list(); !slices.Contains(got, "commit a") || !containsInOrder(got, want) {
+			t.Errorf("events %q, want %q in order and commit a", got, want)
+		}
+	}
+}
+
+// containsInOrder reports whether want appears in got as a contiguous run.
+func containsInOrder(got, want []string) bool {
+	for i := 0; i+len(want) <= len(got); i++ {
+		if slices.Equal(got[i:i+len(want)], want) {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,7 @@ import (
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 )
 
@@ -25,7 +26,7 @@ import (
 // collected with it. It holds the guest's memory, so whatever the layer may hold (the build key, sensitive
 // values a provisioner had in memory), it may hold too.
 const (
-	stateFile     = "vmstate.zst"
+	stateFile     = step.StateFile
 	stateInfoFile = "vmstate.json"
 	stateFormat   = 1
 )
@@ -86,9 +87,9 @@ func describeMachine(ctx context.Context, m config.Machine, opts qemu.Options) s
 		cpu, opts.CPUs, opts.Memory>>20, opts.Network, opts.Firmware)
 }
 
-// saveState saves the paused machine's state into the layer's object. A failure removes what was written:
-// the layer is still good, a later build boots it instead of resuming it.
-func (s *session) saveState(ctx context.Context, l *layer) (err error) {
+// saveState saves the machine's state into the layer's object; atStop cuts the layer (machine.SaveState).
+// A failure removes what was written: the layer is still good, a later build boots it instead of resuming it.
+func (s *session) saveState(ctx context.Context, l *layer, atStop func() error) (err error) {
 	path, err := l.w.Path(stateFile)
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func (s *session) saveState(ctx context.Context, l *layer) (err error) {
 		return err
 	}
 	start := time.Now()
-	n, fp, err := s.m.SaveState(ctx, enc)
+	n, fp, err := s.m.SaveState(ctx, enc, atStop)
 	if cerr := enc.Close(); err == nil {
 		err = cerr
 	}
@@ -153,4 +154,13 @@ func (s *session) info(text string) {
 	if s.job.Info != nil {
 		s.job.Info(text)
 	}
+}
+
+// otherMachine says why a state with info does not fit the machine described as here.
+func otherMachine(info stateInfo, here string) string {
+	if info.Machine == here {
+		return fmt.Sprintf("its VM state was saved with other virtual hardware (%s, but other devices or options, "+
+			"as another imgform version sets up)", here)
+	}
+	return fmt.Sprintf("its VM state was saved on another machine (%s); this one is %s", info.Machine, here)
 }

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab.com/imgform/imgform/internal/engine"
+	"gitlab.com/imgform/imgform/internal/state"
+)
+
+// resumeConfig is a configuration with a short first boot (no package upgrade) whose second provisioner
+// uses what the first one left in the running system: a file in /run, a service started with systemd-run
+// and a file in /tmp, all gone after a reboot. second is the second provisioner's inline list; memory the
+// machine's memory, which is not in any key.
+func resumeConfig(second, memory string) string {
+	return fmt.Sprintf(`variable "source_url" {}
+variable "source_checksum" {}
+variable "zstd_level" {}
+
+image "resume" {
+  source {
+    url      = var.source_url
+    checksum = var.source_checksum
+  }
+  machine {
+    memory      = %q
+    cpus        = 2
+    disk_size   = "3GiB"
+  }
+  userdata {
+    cloud_config = {
+      ssh_pwauth = false
+    }
+  }
+  provision "one" {
+    inline = [
+      "echo left-by-one | sudo tee /run/imgform-one",
+      "sudo systemd-run --unit imgform-one-service sleep infinity",
+      "echo left-by-one > /tmp/imgform-one",
+    ]
+  }
+  provision "two" {
+    inline = %s
+  }
+  output "qcow2" {
+    format = "qcow2"
+    path   = "dist/resume.qcow2"
+  }
+}
+`, memory, second)
+}
+
+// strictSecond fails unless the running system of provision "one" is there: in a full build it is, and in
+// an incremental build only when the VM was resumed rather than booted.
+func strictSecond(version string) string {
+	return fmt.Sprintf(`[
+      "grep -x left-by-one /run/imgform-one",
+      "systemctl is-active imgform-one-service",
+      "grep -x left-by-one /tmp/imgform-one",
+      "echo %s",
+    ]`, version)
+}
+
+// tolerantSecond says whether it finds provision "one"'s running system, for builds that boot.
+func tolerantSecond(version string) string {
+	return fmt.Sprintf(`[
+      "if test -e /run/imgform-one; then echo found-running-system; else echo fresh-boot; fi",
+      "echo %s",
+    ]`, version)
+}
+
+// TestResumeFromSavedState builds a configuration whose second provisioner depends on the running system
+// of the first, then changes the second: the incremental build resumes the VM saved with the first layer
+// (no boot), its clock is set, and the provisioner passes as in the full build. A state that does not fit
+// (another memory size) is planned as a boot with the reason; a damaged state is detected by its digest
+// and the build boots instead. Tests are skipped: this is about the guest session, and the example's
+// end-to-end test covers the test step.
+func TestResumeFromSavedState(t *testing.T) {
+	e := setup(t)
+	e.dir = filepath.Join(t.TempDir(), "resume")
+	if err := os.MkdirAll(e.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(second, memory string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(e.dir, "main.imgform.hcl"), []byte(resumeConfig(second, memory)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply := func(timeout time.Duration) error {
+		eng := e.engine()
+		eng.SkipTests = true
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err := eng.Apply(ctx, e.load())
+		noQEMULeft(t, e.store.Dir())
+		return err
+	}
+
+	write(strictSecond("v1"), "1GiB")
+	start := time.Now()
+	if err := apply(30 * time.Minute); err != nil {
+		t.Fatalf("full build: %v", err)
+	}
+	full := time.Since(start)
+	one := e.layer("resume/provision/one")
+	for _, f := range []string{"vmstate.zst", "vmstate.json"} {
+		if _, ok := one.File(f); !ok {
+			t.Fatalf("the layer of provision \"one\" has no %s", f)
+		}
+	}
+
+	t.Run("resume after a change of the last provisioner", func(t *testing.T) {
+		write(strictSecond("v2"), "1GiB")
+		sp := e.planSkippingTests().Step("resume/provision/two")
+		if sp == nil || sp.Action != engine.ActionRun || sp.Start != engine.StartResume {
+			t.Fatalf("plan of provision \"two\": %+v; want it to run, resuming", sp)
+		}
+		start := time.Now()
+		if err := apply(20 * time.Minute); err != nil {
+			t.Fatalf("incremental build: %v", err)
+		}
+		took := time.Since(start)
+		t.Logf("bench: change of the last provisioner, resumed: %s, %.3f of the full build (%s)", took.Round(time.Second),
+			took.Seconds()/full.Seconds(), full.Round(time.Second))
+		if !e.rec.said(`resumed the VM saved with provision "one"`) {
+			t.Errorf("no message about the resume: %q", e.rec.messages)
+		}
+		if got := strings.Join(e.rec.ran(), " "); got != "resume/cleanup resume/export/qcow2 resume/provision/two" {
+			t.Errorf("ran %s", got)
+		}
+	})
+
+	t.Run("a state of another machine is booted", func(t *testing.T) {
+		write(tolerantSecond("v3"), "1152MiB")
+		sp := e.planSkippingTests().Step("resume/provision/two")
+		if sp == nil || sp.Start != engine.StartBoot || !strings.Contains(strings.Join(sp.Reasons, " "), "1152 MiB") {
+			t.Fatalf("plan of provision \"two\" with more memory: %+v; want a boot because of the memory", sp)
+		}
+		t.Log(sp.Reasons)
+	})
+
+	t.Run("a damaged state is detected and booted instead", func(t *testing.T) {
+		damage(t, one.Path("vmstate.zst"))
+		write(tolerantSecond("v4"), "1GiB")
+		if err := apply(20 * time.Minute); err != nil {
+			t.Fatalf("build on a damaged state: %v", err)
+		}
+		if !e.rec.said("booting the cached layer", "instead of resuming") {
+			t.Errorf("no warning about the damaged state: %q", e.rec.messages)
+		}
+		if e.rec.said("resumed the VM") {
+			t.Error("the damaged state was resumed")
+		}
+	})
+}
+
+// layer returns the stored object of the step with the given ID in the last plan.
+func (e *env) layer(id string) *state.Object {
+	e.t.Helper()
+	sp := e.planSkippingTests().Step(id)
+	if sp == nil {
+		e.t.Fatalf("no step %s", id)
+	}
+	obj, ok, err := e.store.Lookup(mustKey(e.t, sp.Key))
+	if err != nil || !ok {
+		e.t.Fatalf("step %s: not in the store (%v)", id, err)
+	}
+	return obj
+}
+
+func (e *env) planSkippingTests() *engine.Plan {
+	e.t.Helper()
+	eng := e.engine()
+	eng.SkipTests = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5 * time.Minute)
+	defer cancel()
+	p, err := eng.Plan(ctx, e.load())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// damage flips one byte in the middle of a stored file (the store keeps its files read-only).
+func damage(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	off := fi.Size() / 2
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
