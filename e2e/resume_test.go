@@ -178,7 +178,7 @@ func (e *env) planSkippingTests() *engine.Plan {
 	e.t.Helper()
 	eng := e.engine()
 	eng.SkipTests = true
-	ctx, cancel := context.WithTimeout(context.Background(), 5 * time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	p, err := eng.Plan(ctx, e.load())
 	if err != nil {

@@ -59,9 +59,9 @@ func shellCommand() *cli.Command {
 			}
 			code, err := runner.Shell(c.Context, &vm.ShellJob{
 				Image: gl.Image, Layer: gl.Layer, LayerLabel: gl.Label, Seed: gl.Seed, Root: eng.Store.Dir(),
-				WorkDir: work.Path(),
-				Message: func(text string) { hooks.Message(engine.LevelWarn, text) },
-				Info:    func(text string) { hooks.Message(engine.LevelInfo, text) },
+				WorkDir:  work.Path(),
+				Message:  func(text string) { hooks.Message(engine.LevelWarn, text) },
+				Info:     func(text string) { hooks.Message(engine.LevelInfo, text) },
 				Terminal: ssh.Terminal{In: in, Out: c.App.Writer, Err: c.App.ErrWriter, Type: os.Getenv("TERM")},
 				Command:  c.String("c"),
 			})
