@@ -20,7 +20,8 @@ func (a *applier) runGuest(ctx context.Context, steps []*step.Step) (err error) 
 				continue
 			}
 			switch {
-			case ctx.Err() != nil:
+			// A step that failed before the cancel (apply -on-error=keep waits for Ctrl-C) failed.
+			case ctx.Err() != nil && (err == nil || errors.Is(err, ctx.Err())):
 				a.finish(s, StatusCanceled, ctx.Err())
 			case !failedOne && err != nil:
 				failedOne = true
@@ -96,7 +97,8 @@ func (a *applier) runGuest(ctx context.Context, steps []*step.Step) (err error) 
 	job := &step.SessionJob{
 		Image: img, ConfigDir: a.cfg.Dir, Base: base, BaseObject: baseObj, Uses: uses, Root: a.e.Store.Dir(), WorkDir: work.Path(),
 		Steps: steps, Message: a.warnOnce, Redact: a.cfg.Redact, Shared: a.p.shared,
-		Info: func(text string) { a.e.hooks().Message(LevelInfo, text) },
+		Info:        func(text string) { a.e.hooks().Message(LevelInfo, text) },
+		KeepOnError: a.keepOnError(),
 		Begin: func(s *step.Step) (*state.Writer, error) {
 			info := state.Info{Kind: s.Addr.Kind, Image: img.Name, Step: s.Addr.ID(), Parent: s.Parent.Key}
 			var w *state.Writer
@@ -143,4 +145,18 @@ func (a *applier) lookup(s *step.Step, what string) (*state.Object, error) {
 		return nil, fmt.Errorf("%s is not in the store", what)
 	}
 	return obj, nil
+}
+
+// keepOnError is the session's KeepOnError for apply -on-error=keep: it says how to log in to the failed
+// build's VM and waits for the apply to be cancelled (Ctrl-C).
+func (a *applier) keepOnError() func(ctx context.Context, failed *step.Step, err error, login string) {
+	if !a.e.KeepOnError {
+		return nil
+	}
+	return func(ctx context.Context, failed *step.Step, err error, login string) {
+		a.e.hooks().Message(LevelWarn, fmt.Sprintf("%s failed: %v\nThe VM of image %q keeps running as it was at the "+
+			"failure (-on-error=keep). Log in with:\n  %s\nPress Ctrl-C to stop it; nothing of the failed step is kept.",
+			failed.Label(), a.cfg.Redact(err.Error()), failed.Image.Name, login))
+		<-ctx.Done()
+	}
 }
