@@ -55,12 +55,7 @@ func checkCITemplate(t *testing.T, configDir, registryHost string) {
 		t.Fatal(err)
 	}
 
-	binDir := filepath.Join(t.TempDir(), "bin")
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, "imgform"), "./cmd/imgform")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/imgform: %v\n%s", err, out)
-	}
+	binDir := filepath.Dir(buildImgform(t))
 
 	name := filepath.Base(configDir)
 	p := &ciPipeline{t: t, gcl: gcl, repo: newCIRepo(t, root, configDir), vars: map[string]string{

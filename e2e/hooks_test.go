@@ -89,3 +89,16 @@ func (r *recorder) with(statuses ...engine.StepStatus) string {
 	sort.Strings(out)
 	return strings.Join(out, " ")
 }
+
+// loginCommand is the ssh command line of an apply -on-error=keep message, or "".
+func (r *recorder) loginCommand() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.messages {
+		if _, after, ok := strings.Cut(m, "Log in with:\n"); ok {
+			line, _, _ := strings.Cut(after, "\n")
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}

@@ -2,12 +2,18 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"gitlab.com/imgform/imgform/internal/engine"
 	"gitlab.com/imgform/imgform/internal/state"
@@ -145,6 +151,96 @@ func TestResumeFromSavedState(t *testing.T) {
 		t.Log(sp.Reasons)
 	})
 
+	bin := buildImgform(t)
+	cli := func(args ...string) *exec.Cmd {
+		args = append(args, "-var", "source_url="+e.img, "-var", "source_checksum=file:"+e.img+".SHA256SUMS",
+			"-var", "zstd_level=3", e.dir)
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "IMGFORM_CACHE_DIR="+e.store.Dir(), "IMGFORM_ACCELERATOR=tcg")
+		return cmd
+	}
+
+	t.Run("shell at a cached step, on a terminal", func(t *testing.T) {
+		shellOnTerminal(t, cli("shell", "-step", "provision/one"))
+		noQEMULeft(t, e.store.Dir())
+	})
+
+	t.Run("on-error=keep leaves the failed VM to log in to", func(t *testing.T) {
+		write(`["echo about to fail", "false"]`, "1GiB")
+		eng := e.engine()
+		eng.SkipTests, eng.KeepOnError = true, true
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			_, err := eng.Apply(ctx, e.load())
+			done <- err
+		}()
+		login := ""
+		for login == "" {
+			select {
+			case err := <-done:
+				t.Fatalf("apply ended before it kept the VM: %v", err)
+			case <-time.After(time.Second):
+			}
+			login = e.rec.loginCommand()
+		}
+		// The command a user copies from the message, as a user runs it.
+		out, err := exec.Command("sh", "-c", login+" -o BatchMode=yes 'cat /run/imgform-one; systemctl is-active imgform-one-service'").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "left-by-one") || !strings.Contains(string(out), "active") {
+			t.Errorf("log in to the kept VM with %q: %v\n%s", login, err, out)
+		}
+		cancel()
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "exit") {
+			t.Errorf("apply: %v; want the failed step's error", err)
+		}
+		if st := e.rec.finished["resume/provision/two"]; st != engine.StatusFailed {
+			t.Errorf("provision \"two\" ended %s, want failed", st)
+		}
+		noQEMULeft(t, e.store.Dir())
+	})
+
+	t.Run("kill -9 while a state is saved", func(t *testing.T) {
+		write(strictSecond("v3"), "1GiB")
+		cmd := cli("apply", "-skip-tests")
+		var log strings.Builder
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// provision "two" resumes and runs; its layer's state is being written into a temp folder of the
+		// store: kill imgform then.
+		deadline := time.Now().Add(10 * time.Minute)
+		for {
+			saving, _ := filepath.Glob(filepath.Join(e.store.Dir(), "objects", "*", ".tmp-*", "data", "vmstate.zst"))
+			if len(saving) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("no state was saved within 10 minutes:\n%s", log.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		time.Sleep(2 * time.Second) // QEMU gets SIGKILL from the kernel when imgform dies
+		noQEMULeft(t, e.store.Dir())
+		if obj, ok, _ := e.store.Lookup(mustKey(t, e.planSkippingTests().Step("resume/provision/two").Key)); ok {
+			t.Errorf("the layer whose state was being saved is in the store: %v", obj.Files)
+		}
+		if err := apply(20 * time.Minute); err != nil {
+			t.Fatalf("apply after the kill: %v", err)
+		}
+		if !e.rec.said(`resumed the VM saved with provision "one"`) {
+			t.Errorf("the apply after the kill did not resume: %q", e.rec.messages)
+		}
+		rep, err := e.store.VerifyAll(context.Background(), state.VerifyOptions{})
+		if err != nil || len(rep.Bad) != 0 {
+			t.Errorf("cache verify after the kill: %v %+v", err, rep.Bad)
+		}
+	})
+
 	t.Run("a damaged state is detected and booted instead", func(t *testing.T) {
 		damage(t, one.Path("vmstate.zst"))
 		write(tolerantSecond("v4"), "1GiB")
@@ -211,4 +307,67 @@ func damage(t *testing.T, path string) {
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// shellOnTerminal runs imgform shell on a pseudo-terminal and types into the guest's shell as a user does:
+// it reads what provision "one" left running and exits with a status of its own.
+func shellOnTerminal(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	defer stop()
+	var screen strings.Builder
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, _ = io.Copy(&lockedWriter{b: &screen}, tty)
+	}()
+	seen := func(s string) bool {
+		screenMu.Lock()
+		defer screenMu.Unlock()
+		return strings.Contains(screen.String(), s)
+	}
+	// The guest's bash prompt ends in "$ " once the login shell is up.
+	for !seen("$ ") {
+		select {
+		case <-read:
+			t.Fatalf("imgform shell ended before the prompt:\n%s", screen.String())
+		case <-ctx.Done():
+			t.Fatalf("no prompt:\n%s", screen.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if _, err := io.WriteString(tty, "cat /run/imgform-one; systemctl is-active imgform-one-service; exit 7\n"); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	<-read
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 7 {
+		t.Errorf("imgform shell: %v; want the shell's exit status 7", err)
+	}
+	screenMu.Lock()
+	defer screenMu.Unlock()
+	out := screen.String()
+	t.Logf("terminal:\n%s", out)
+	if !strings.Contains(out, "left-by-one") || !strings.Contains(out, "\nactive") && !strings.Contains(out, "\r\nactive") {
+		t.Errorf("the shell did not see provision \"one\"'s running system")
+	}
+}
+
+var screenMu sync.Mutex
+
+// lockedWriter appends to b under screenMu.
+type lockedWriter struct{ b *strings.Builder }
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	screenMu.Lock()
+	defer screenMu.Unlock()
+	return w.b.Write(p)
 }

@@ -106,6 +106,8 @@ func applyCommand() *cli.Command {
 			&cli.IntFlag{Name: "parallelism", Value: 2, Usage: "run at most N steps at once"},
 			&cli.BoolFlag{Name: "json", Usage: "print progress as JSON event lines"},
 			skipTestsFlag,
+			&cli.StringFlag{Name: "on-error", Value: "cleanup",
+				Usage: "cleanup: stop the VM of a failed step; keep: leave it running, print how to log in, and wait for Ctrl-C"},
 		), remoteFlags()...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
@@ -124,6 +126,13 @@ func applyCommand() *cli.Command {
 			}
 			eng.Parallelism = c.Int("parallelism")
 			eng.SkipTests = c.Bool("skip-tests")
+			switch c.String("on-error") {
+			case "cleanup":
+			case "keep":
+				eng.KeepOnError = true
+			default:
+				return fmt.Errorf("-on-error: %q is neither cleanup nor keep", c.String("on-error"))
+			}
 			if err := openRemote(c.Context, c, eng); err != nil {
 				return err
 			}

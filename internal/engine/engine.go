@@ -35,6 +35,9 @@ type Engine struct {
 	// SkipTests leaves the steps that verify images (the tests) out of plan and apply (apply -skip-tests);
 	// outputs are then marked unverified in SHA256SUMS and the manifests.
 	SkipTests bool
+	// KeepOnError keeps a failed guest session's VM running until the apply is cancelled, with a way to
+	// log in (apply -on-error=keep).
+	KeepOnError bool
 	// Parallelism bounds the steps that run at once; 0 means 2.
 	Parallelism int
 	// DebugKeys logs every input hashed into each key (IMGFORM_DEBUG_KEYS=1).

@@ -90,6 +90,9 @@ type SessionJob struct {
 	Redact func(string) string
 	// Shared holds what keying worked out, such as the digests of the files a step uploads.
 	Shared *Shared
+	// KeepOnError, when set, is called after a step failed with the VM still running and a way to log in
+	// to it (an ssh command line); the VM stops when it returns (apply -on-error=keep).
+	KeepOnError func(ctx context.Context, failed *Step, err error, login string)
 }
 
 // Shell runs commands in the guest and copies files into it (internal/steps/ssh.Client).

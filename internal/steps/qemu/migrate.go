@@ -171,6 +171,9 @@ func (vm *VM) Restore(ctx context.Context, feed *os.File, r io.Reader) error {
 	copied := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(feed, r)
+		if err != nil {
+			err = fmt.Errorf("read the saved state: %w", err)
+		}
 		copied <- errors.Join(err, feed.Close())
 	}()
 	info, err := vm.waitMigration(ctx, "restore state")

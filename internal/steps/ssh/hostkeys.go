@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // ErrHostKeyPending means the guest showed a host key the console has not announced yet, while the
@@ -170,4 +171,15 @@ func ParseHostKeys(b []byte) ([]ssh.PublicKey, error) {
 		return nil, errors.New("ssh: host key record is empty")
 	}
 	return keys, nil
+}
+
+// KnownHosts is a known_hosts file for an ssh client that pins keys for host ("[127.0.0.1]:2222" for a
+// port other than 22).
+func KnownHosts(host string, keys []ssh.PublicKey) []byte {
+	var b bytes.Buffer
+	for _, k := range keys {
+		b.WriteString(knownhosts.Line([]string{host}, k))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
 }

@@ -144,6 +144,11 @@ func (m *fakeMachine) SaveState(_ context.Context, w io.Writer, atStop func() er
 
 func (m *fakeMachine) Describe() string { return "fake machine" }
 
+func (m *fakeMachine) Login(dir string) (string, error) {
+	m.ev.add("login")
+	return "ssh fake " + dir, m.fail["login"]
+}
+
 func (m *fakeMachine) Interactive(context.Context, ssh.Terminal) (int, error) {
 	m.ev.add("interactive")
 	return 0, m.fail["interactive"]

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +21,7 @@ type qemuMachine struct {
 	opts      qemu.Options // what vm was started with
 	describe  string       // describeMachine of opts
 	client    *ssh.Client
+	buildKey  []byte // the private key the client logs in with (Login)
 	hostKeys  []byte
 	machineID string
 }
@@ -84,6 +87,7 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 		return nil, errors.New("no host key was pinned for the guest")
 	}
 	qm.hostKeys = ssh.MarshalHostKeys(accepted)
+	qm.buildKey = spec.BuildKey
 	qm.readMachineID(ctx)
 	return qm, nil
 }
@@ -161,4 +165,26 @@ func (q *qemuMachine) SaveState(ctx context.Context, w io.Writer, atStop func() 
 
 func (q *qemuMachine) Interactive(ctx context.Context, t ssh.Terminal) (int, error) {
 	return q.client.Interactive(ctx, t)
+}
+
+// Login writes the build key and the pinned host keys as an ssh client reads them and returns the command
+// that logs in with them.
+func (q *qemuMachine) Login(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	key := filepath.Join(dir, "build_key")
+	if err := os.WriteFile(key, q.buildKey, 0o600); err != nil {
+		return "", err
+	}
+	known := filepath.Join(dir, "known_hosts")
+	keys, err := ssh.ParseHostKeys(q.hostKeys)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(known, ssh.KnownHosts(fmt.Sprintf("[127.0.0.1]:%d", q.vm.SSHPort()), keys), 0o600); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("ssh -i %s -o UserKnownHostsFile=%s -o IdentitiesOnly=yes -p %d %s@127.0.0.1", key, known,
+		q.vm.SSHPort(), step.BuildUserName), nil
 }

@@ -88,7 +88,7 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 	if err := setClock(ctx, qm.client); err != nil {
 		return nil, err
 	}
-	qm.hostKeys = spec.HostKeys
+	qm.hostKeys, qm.buildKey = spec.HostKeys, spec.BuildKey
 	qm.readMachineID(ctx)
 	if job.Info != nil {
 		job.Info(fmt.Sprintf("image %q: resumed the VM saved with %s (%s ago) in %s instead of booting it", job.Image.Name,

@@ -112,6 +112,9 @@ type machine interface {
 	Describe() string
 	// Interactive connects a login shell on a pseudo-terminal to t (imgform shell).
 	Interactive(ctx context.Context, t ssh.Terminal) (int, error)
+	// Login writes what an ssh client needs to log in (the build key, the pinned host keys) into dir and
+	// returns the command line.
+	Login(dir string) (string, error)
 	// HostKeys are the SSH host keys the session pinned (ssh.MarshalHostKeys); MachineID the guest's
 	// /etc/machine-id ("" when unknown).
 	HostKeys() []byte
@@ -184,7 +187,9 @@ func (r *Runner) RunSession(ctx context.Context, job *step.SessionJob) (err erro
 			job.Started(st)
 		}
 		if err := s.run(ctx, st); err != nil {
-			return fmt.Errorf("%s: %w", st.Label(), err)
+			err = fmt.Errorf("%s: %w", st.Label(), err)
+			s.keep(ctx, st, err)
+			return err
 		}
 		if i == len(job.Steps)-1 {
 			if err := s.finish(ctx, st); err != nil {
@@ -198,6 +203,18 @@ func (r *Runner) RunSession(ctx context.Context, job *step.SessionJob) (err erro
 		}
 	}
 	return nil
+}
+
+// keep hands a failed session's running VM to job.KeepOnError, if set, with a way to log in.
+func (s *session) keep(ctx context.Context, failed *step.Step, err error) {
+	if s.job.KeepOnError == nil || ctx.Err() != nil {
+		return
+	}
+	login, lerr := s.m.Login(filepath.Join(s.job.WorkDir, "login"))
+	if lerr != nil {
+		login = fmt.Sprintf("(no login: %v)", lerr)
+	}
+	s.job.KeepOnError(ctx, failed, err, login)
 }
 
 // start reads the build key and host keys, creates the first layer over the base and boots on it.

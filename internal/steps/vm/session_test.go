@@ -533,3 +533,25 @@ func containsInOrder(got, want []string) bool {
 	}
 	return false
 }
+
+// TestSessionKeepOnError checks apply -on-error=keep's part: after a step fails, KeepOnError gets the step,
+// its error and the login while the machine still runs; the machine is killed only once it returns.
+func TestSessionKeepOnError(t *testing.T) {
+	s := newSession(t, boot(), fails())
+	var got []string
+	s.job.KeepOnError = func(_ context.Context, failed *step.Step, err error, login string) {
+		got = append(got, failed.Label(), err.Error(), login)
+		s.ev.add("kept")
+	}
+	err := s.run(t.Context())
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("error %v, want the step's", err)
+	}
+	if len(got) != 3 || got[0] != `provision "b"` || !strings.Contains(got[1], "boom") ||
+		got[2] != "ssh fake "+filepath.Join(s.job.WorkDir, "login") {
+		t.Errorf("KeepOnError got %q", got)
+	}
+	if events := s.ev.list(); !containsInOrder(events, []string{"login", "kept", "kill"}) {
+		t.Errorf("events %q, want login, kept, kill at the end", events)
+	}
+}
