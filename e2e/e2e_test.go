@@ -213,6 +213,7 @@ func TestExampleEndToEnd(t *testing.T) {
 		if got := shortActions(p); got != want {
 			t.Fatalf("plan %s\nwant %s", got, want)
 		}
+
 		start := time.Now()
 		_, err = e.apply(30 * time.Minute)
 		logTransfer(t, "fresh runner, warm remote: change of the last provisioner", time.Since(start), fullBuild, a, e)
@@ -222,6 +223,11 @@ func TestExampleEndToEnd(t *testing.T) {
 		noQEMULeft(t, e.store.Dir())
 		if got := strings.Join(e.rec.ran(), " "); got != "debian-12-base/cleanup debian-12-base/export/qcow2 debian-12-base/provision/motd" {
 			t.Errorf("incremental apply ran %s", got)
+		}
+		// The layer below came from A with A's VM state, saved with the isolated network: the user-mode
+		// network of host_loopback is other hardware, so the session booted it (a resume: resume_test.go).
+		if !e.rec.said("booting the cached layer of", "instead of resuming", "user network") {
+			t.Error("no warning that the state saved with the isolated network was booted instead of resumed")
 		}
 		if srv.Accepted() == 0 {
 			t.Error("with host_loopback = true the provisioner did not reach the host's loopback at 10.0.2.2")
