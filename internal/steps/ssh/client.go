@@ -160,16 +160,24 @@ func execSession(ctx context.Context, conn *ssh.Client, s session) (int, error) 
 			err = cerr
 		}
 	}
+	if code, ok := exitStatus(err); ok {
+		return code, nil
+	}
+	// *ssh.ExitMissingError, io.EOF, a reset: the status never came.
+	return -1, &ConnLostError{Started: true, Err: err}
+}
+
+// exitStatus is the exit status a session's Wait reported: 0 for no error, the status of an *ssh.ExitError;
+// ok is false when err says no status came.
+func exitStatus(err error) (code int, ok bool) {
 	var exit *ssh.ExitError
 	switch {
 	case err == nil:
-		return 0, nil
+		return 0, true
 	case errors.As(err, &exit):
-		return exit.ExitStatus(), nil
-	default:
-		// *ssh.ExitMissingError, io.EOF, a reset: the status never came.
-		return -1, &ConnLostError{Started: true, Err: err}
+		return exit.ExitStatus(), true
 	}
+	return -1, false
 }
 
 // isConnLost reports whether err says the connection broke (rather than the command failing).

@@ -102,6 +102,22 @@ func TestGuest(t *testing.T) {
 	t.Run("output streams while the command runs", func(t *testing.T) { testStreaming(ctx, t, c) })
 	t.Run("cancel kills the remote command", func(t *testing.T) { testCancel(ctx, t, c) })
 	t.Run("upload", func(t *testing.T) { testUpload(ctx, t, c) })
+	t.Run("interactive shell", func(t *testing.T) { testInteractive(ctx, t, c) })
+}
+
+// testInteractive types into a login shell on the guest's pseudo-terminal, as imgform shell does.
+func testInteractive(ctx context.Context, t *testing.T, c *ssh.Client) {
+	var out strings.Builder
+	code, err := c.Interactive(ctx, ssh.Terminal{
+		In:  strings.NewReader("tty; echo answer-$((6*7)); exit 5\n"),
+		Out: &out, Err: &out,
+	})
+	if err != nil || code != 5 {
+		t.Fatalf("Interactive = %d, %v; want the shell's exit status 5\n%s", code, err, out.String())
+	}
+	if !strings.Contains(out.String(), "answer-42") || !strings.Contains(out.String(), "/dev/pts/") {
+		t.Errorf("the session on a terminal printed %q; want answer-42 and a /dev/pts tty", out.String())
+	}
 }
 
 func testRun(ctx context.Context, t *testing.T, c *ssh.Client) {

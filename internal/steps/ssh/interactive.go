@@ -2,7 +2,6 @@ package ssh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,12 +71,8 @@ func (c *Client) Interactive(ctx context.Context, t Terminal) (int, error) {
 		_ = sess.Close()
 		return -1, ctx.Err()
 	}
-	var exit *ssh.ExitError
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.As(err, &exit):
-		return exit.ExitStatus(), nil
+	if code, ok := exitStatus(err); ok {
+		return code, nil
 	}
 	return -1, fmt.Errorf("ssh: shell: %w", err)
 }

@@ -16,6 +16,9 @@ import (
 	"gitlab.com/imgform/imgform/internal/steps/ssh"
 )
 
+// resumeLoginTimeout bounds the wait for SSH in a resumed guest.
+const resumeLoginTimeout = 2 * time.Minute
+
 // resumeQEMU starts QEMU on spec.Disk with the saved state of the layer below it and logs in, instead of a
 // boot. The state must fit the machine exactly (the same fingerprint); its bytes are checked against the
 // store's digest before the guest runs. A resumed guest then gets what a restore cannot give it: the time
@@ -78,12 +81,14 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 	if err := qm.vm.Continue(ctx); err != nil {
 		return nil, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, m.BootTimeout)
+	// A resumed guest answers at once (seconds under TCG); one that does not within resumeLoginTimeout is
+	// broken, and a boot is the better use of the time.
+	bctx, cancel := context.WithTimeout(ctx, min(m.BootTimeout, resumeLoginTimeout))
 	defer cancel()
 	qm.client, err = ssh.Dial(bctx, qm.vm.SSHAddr(), step.BuildUserName, key, hk.Callback(), ssh.WithHostKeys(hk),
 		ssh.WithConsoleTail(func() string { return qm.vm.Tail(30) }))
 	if err != nil {
-		return nil, timeoutHint(fmt.Errorf("log in to the resumed guest: %w", err), bctx, "boot_timeout", m.BootTimeout)
+		return nil, fmt.Errorf("log in to the resumed guest: %w", err)
 	}
 	if err := setClock(ctx, qm.client); err != nil {
 		return nil, err
