@@ -161,6 +161,7 @@ func TestResumeFromSavedState(t *testing.T) {
 	}
 
 	t.Run("shell at a cached step, on a terminal", func(t *testing.T) {
+		write(strictSecond("v2"), "1GiB") // the machine the state was saved on
 		shellOnTerminal(t, cli("shell", "-step", "provision/one"))
 		noQEMULeft(t, e.store.Dir())
 	})
