@@ -17,6 +17,7 @@ type recorder struct {
 	mu       sync.Mutex
 	finished map[string]engine.StepStatus
 	messages []string
+	output   map[string][]string // lines by step ID
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -25,7 +26,22 @@ func newRecorder(t *testing.T) *recorder {
 
 func (r *recorder) StepStarted(s *engine.StepPlan) { r.t.Logf("%s: running", s.ID) }
 
-func (r *recorder) StepOutput(s *engine.StepPlan, line string) { r.t.Logf("%s: %s", s.ID, line) }
+func (r *recorder) StepOutput(s *engine.StepPlan, line string) {
+	r.t.Logf("%s: %s", s.ID, line)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.output == nil {
+		r.output = map[string][]string{}
+	}
+	r.output[s.ID] = append(r.output[s.ID], line)
+}
+
+// printed returns the lines a step printed.
+func (r *recorder) printed(id string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.output[id]...)
+}
 
 func (r *recorder) StepFinished(s *engine.StepPlan, st engine.StepStatus, d time.Duration, err error) {
 	if err != nil {

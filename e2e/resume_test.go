@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +26,8 @@ import (
 // resumeConfig is a configuration with a short first boot (no package upgrade) whose second provisioner
 // uses what the first one left in the running system: a file in /run, a service started with systemd-run
 // and a file in /tmp, all gone after a reboot. second is the second provisioner's inline list; memory the
-// machine's memory, which is not in any key.
+// machine's memory, which is not in any key. The guest reaches the host's loopback (host_loopback), where
+// the test serves a file, to check the network of a resumed guest.
 func resumeConfig(second, memory string) string {
 	return fmt.Sprintf(`variable "source_url" {}
 variable "source_checksum" {}
@@ -34,9 +39,10 @@ image "resume" {
     checksum = var.source_checksum
   }
   machine {
-    memory      = %q
-    cpus        = 2
-    disk_size   = "3GiB"
+    memory        = %q
+    cpus          = 2
+    disk_size     = "3GiB"
+    host_loopback = true
   }
   userdata {
     cloud_config = {
@@ -62,14 +68,17 @@ image "resume" {
 }
 
 // strictSecond fails unless the running system of provision "one" is there: in a full build it is, and in
-// an incremental build only when the VM was resumed rather than booted.
-func strictSecond(version string) string {
+// an incremental build only when the VM was resumed rather than booted. It also prints the guest's clock
+// and downloads a file the test serves on the host's loopback at port.
+func strictSecond(version string, port int) string {
 	return fmt.Sprintf(`[
       "grep -x left-by-one /run/imgform-one",
       "systemctl is-active imgform-one-service",
       "grep -x left-by-one /tmp/imgform-one",
+      "date -u +guest-time=%%s",
+      "bash -c 'exec 3<>/dev/tcp/10.0.2.2/%d && printf \"GET /file HTTP/1.0\\r\\n\\r\\n\" >&3 && tail -n 1 <&3'",
       "echo %s",
-    ]`, version)
+    ]`, port, version)
 }
 
 // tolerantSecond says whether it finds provision "one"'s running system, for builds that boot.
@@ -108,7 +117,14 @@ func TestResumeFromSavedState(t *testing.T) {
 		return err
 	}
 
-	write(strictSecond("v1"), "1GiB")
+	// The file a resumed guest downloads from the host's loopback (10.0.2.2 with host_loopback).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "served-by-the-test\n")
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+
+	write(strictSecond("v1", port), "1GiB")
 	start := time.Now()
 	if err := apply(30 * time.Minute); err != nil {
 		t.Fatalf("full build: %v", err)
@@ -122,7 +138,7 @@ func TestResumeFromSavedState(t *testing.T) {
 	}
 
 	t.Run("resume after a change of the last provisioner", func(t *testing.T) {
-		write(strictSecond("v2"), "1GiB")
+		write(strictSecond("v2", port), "1GiB")
 		sp := e.planSkippingTests().Step("resume/provision/two")
 		if sp == nil || sp.Action != engine.ActionRun || sp.Start != engine.StartResume {
 			t.Fatalf("plan of provision \"two\": %+v; want it to run, resuming", sp)
@@ -137,6 +153,7 @@ func TestResumeFromSavedState(t *testing.T) {
 		if !e.rec.said(`resumed the VM saved with provision "one"`) {
 			t.Errorf("no message about the resume: %q", e.rec.messages)
 		}
+		checkResumedGuest(t, e.rec.printed("resume/provision/two"))
 		if got := strings.Join(e.rec.ran(), " "); got != "resume/cleanup resume/export/qcow2 resume/provision/two" {
 			t.Errorf("ran %s", got)
 		}
@@ -161,7 +178,7 @@ func TestResumeFromSavedState(t *testing.T) {
 	}
 
 	t.Run("shell at a cached step, on a terminal", func(t *testing.T) {
-		write(strictSecond("v2"), "1GiB") // the machine the state was saved on
+		write(strictSecond("v2", port), "1GiB") // the machine the state was saved on
 		shellOnTerminal(t, cli("shell", "-step", "provision/one"))
 		noQEMULeft(t, e.store.Dir())
 	})
@@ -202,7 +219,7 @@ func TestResumeFromSavedState(t *testing.T) {
 	})
 
 	t.Run("kill -9 while a state is saved", func(t *testing.T) {
-		write(strictSecond("v3"), "1GiB")
+		write(strictSecond("v3", port), "1GiB")
 		cmd := cli("apply", "-skip-tests")
 		var log strings.Builder
 		cmd.Stdout, cmd.Stderr = &log, &log
@@ -255,6 +272,26 @@ func TestResumeFromSavedState(t *testing.T) {
 			t.Error("the damaged state was resumed")
 		}
 	})
+}
+
+// checkResumedGuest checks what provision "two" (strictSecond) printed in a resumed guest: its clock is the
+// host's (it stood still from the save on), and the download from the host went through the new network.
+func checkResumedGuest(t *testing.T, lines []string) {
+	t.Helper()
+	var guestTime int64
+	downloaded := false
+	for _, l := range lines {
+		if v, ok := strings.CutPrefix(l, "guest-time="); ok {
+			guestTime, _ = strconv.ParseInt(v, 10, 64)
+		}
+		downloaded = downloaded || l == "served-by-the-test"
+	}
+	if skew := time.Since(time.Unix(guestTime, 0)); skew > 30*time.Second || skew < -30*time.Second {
+		t.Errorf("the resumed guest's clock is %s off the host's (%q)", skew.Round(time.Second), lines)
+	}
+	if !downloaded {
+		t.Errorf("the resumed guest did not download the file from the host's loopback: %q", lines)
+	}
 }
 
 // layer returns the stored object of the step with the given ID in the last plan.
