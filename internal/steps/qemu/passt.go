@@ -1,9 +1,11 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -41,12 +43,12 @@ const passtReadyTimeout = 30 * time.Second
 // passtPortTaken is what passt says when the forwarded port is taken.
 const passtPortTaken = "Failed to bind any port"
 
-// The guest's addresses under passt are the same on every host, those of QEMU's user-mode network: passt's
-// default would be the host's own address, gateway and resolvers, which would put the build host's
-// addresses into the guest's lease files, and would make a VM state saved on one host (saved-states.md)
-// wrong on another. DNS sent to dnsForwardAddr is relayed, and only DNS, to the host's first resolver
-// (also one on the host's loopback, such as systemd-resolved's 127.0.0.53); a link-local address is never a
-// real server the guest could mean otherwise. With --no-map-gw the gateway is not the host.
+// The guest's address and gateway under passt are the same on every host, those of QEMU's user-mode
+// network: passt's default would be the host's own address and gateway, which would put them into the
+// guest's lease files, and would make a VM state saved on one host (saved-states.md) wrong on another. With
+// --no-map-gw the gateway is not the host. DNS: passt announces the host's resolvers; where those are all on
+// the host's loopback (systemd-resolved's 127.0.0.53), it relays DNS, and only DNS, sent to dnsForwardAddr
+// to the first one. A link-local address is never a real server the guest could mean otherwise.
 const (
 	guestAddr      = "10.0.2.15"
 	guestPrefixLen = "24"
@@ -76,15 +78,18 @@ func ResolveNetwork(hostLoopback *bool) (mode, warning string, err error) {
 // once in Debian 12's version. Without the guard a kill -9 of imgform would leave passt running for ever.
 const passtGuard = `"$@" & pid=$!; trap 'kill -KILL $pid 2>/dev/null; exit 143' TERM INT HUP; wait $pid`
 
-// passtArgs is passt's command line: in the foreground, with no gateway mapping, the guest's fixed addresses
-// and DNS relay, the SSH port forwarded from 127.0.0.1 (never all interfaces: the build key is the only lock
+// passtArgs is passt's command line: in the foreground, with no gateway mapping, the guest's fixed address
+// and gateway, the SSH port forwarded from 127.0.0.1 (never all interfaces: the build key is the only lock
 // on the guest), no other forward, its log in the state folder.
-func passtArgs(socket, logFile string, sshPort int) []string {
-	return []string{PasstBinary, "--foreground", "--quiet", "--no-map-gw", "--runas", passtUser(),
+func passtArgs(socket, logFile string, sshPort int, resolvConf string) []string {
+	args := []string{PasstBinary, "--foreground", "--quiet", "--no-map-gw", "--runas", passtUser(),
 		"--socket", socket, "--log-file", logFile,
 		"--address", guestAddr, "--netmask", guestPrefixLen, "--gateway", guestGateway,
-		"--dns-forward", dnsForwardAddr, "--dns", dnsForwardAddr,
 		"--tcp-ports", fmt.Sprintf("127.0.0.1/%d:22", sshPort), "--udp-ports", "none"}
+	if loopbackResolversOnly(resolvConf) {
+		args = append(args, "--dns-forward", dnsForwardAddr, "--dns", dnsForwardAddr)
+	}
+	return args
 }
 
 // passtUser is who passt runs as: the invoking user, or "nobody" for root (passt's own default, said
@@ -122,6 +127,33 @@ func passtSocketDir() (string, error) {
 	return dir, nil
 }
 
+// loopbackResolversOnly reports whether every IPv4 nameserver of a resolv.conf is on the host's loopback.
+// Without the gateway mapping, passt then gives the guest no DNS server at all.
+func loopbackResolversOnly(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = f.Close() }() // read only
+	loopback := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || fields[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(fields[1])
+		if err != nil || !a.Is4() {
+			continue
+		}
+		if !a.IsLoopback() {
+			return false
+		}
+		loopback = true
+	}
+	return loopback
+}
+
 // startPasst starts passt for the VM, under its guard in a process group of their own, and waits until it
 // listens on its socket (it binds the SSH port before that). The VM kills the group once QEMU has exited.
 func (vm *VM) startPasst(ctx context.Context, port int) (*process, *fsutil.TailBuffer, error) {
@@ -130,7 +162,7 @@ func (vm *VM) startPasst(ctx context.Context, port int) (*process, *fsutil.TailB
 			return nil, nil, fmt.Errorf("qemu: remove stale %w", err)
 		}
 	}
-	argv := passtArgs(vm.paths.net, vm.paths.passtLog, port)
+	argv := passtArgs(vm.paths.net, vm.paths.passtLog, port, "/etc/resolv.conf")
 	cmd := exec.Command("/bin/sh", append([]string{"-c", passtGuard, "passt"}, argv...)...)
 	cmd.SysProcAttr = guardProcAttr()
 	cmd.Dir = vm.opts.StateDir

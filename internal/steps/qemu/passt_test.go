@@ -1,27 +1,53 @@
 package qemu
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 )
 
 func TestPasstArgs(t *testing.T) {
-	got := passtArgs("/s/net.sock", "/s/passt.log", 2222)
-	// The same addresses on every host, a DNS relay, only SSH forwarded and only from 127.0.0.1.
-	for _, want := range [][]string{
-		{"--no-map-gw"},
-		{"--address", "10.0.2.15", "--netmask", "24", "--gateway", "10.0.2.2"},
-		{"--dns-forward", dnsForwardAddr, "--dns", dnsForwardAddr},
-		{"--tcp-ports", "127.0.0.1/2222:22", "--udp-ports", "none"},
-	} {
-		if !inOrder(got, want) {
-			t.Errorf("argv %q lacks %q", got, want)
+	dir := t.TempDir()
+	conf := func(content string) string {
+		p := filepath.Join(dir, "resolv.conf")
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
+		return p
 	}
-	if got[0] != PasstBinary || slices.Contains(got, "--one-off") ||
-		slices.ContainsFunc(got, func(a string) bool { return strings.Contains(a, "0.0.0.0") }) {
-		t.Errorf("argv %q", got)
+	base := []string{"--no-map-gw", "--address", "10.0.2.15", "--netmask", "24", "--gateway", "10.0.2.2",
+		"--tcp-ports", "127.0.0.1/2222:22", "--udp-ports", "none"}
+	cases := map[string]struct {
+		resolv     string
+		dnsForward bool
+	}{
+		"outside resolver":             {"nameserver 10.255.255.53\n", false},
+		"systemd-resolved stub":        {"# stub\nnameserver 127.0.0.53\noptions edns0 trust-ad\n", true},
+		"loopback and outside":         {"nameserver 127.0.0.1\nnameserver 192.0.2.53\n", false},
+		"loopback IPv4 and IPv6":       {"nameserver 127.0.0.53\nnameserver ::1\n", true},
+		"no nameserver":                {"search example.org\n", false},
+		"garbage after the keyword":    {"nameserver not-an-address\nnameserver 127.0.0.1\n", true},
+		"commented loopback is no dns": {"#nameserver 127.0.0.1\nnameserver 10.0.0.1\n", false},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := passtArgs("/s/net.sock", "/s/passt.log", 2222, conf(tc.resolv))
+			if got[0] != PasstBinary || !inOrder(got, base) {
+				t.Errorf("argv %q lacks %q", got, base)
+			}
+			if slices.Contains(got, "--one-off") || slices.ContainsFunc(got, func(a string) bool { return strings.Contains(a, "0.0.0.0") }) {
+				t.Errorf("argv %q", got)
+			}
+			fwd := inOrder(got, []string{"--dns-forward", dnsForwardAddr, "--dns", dnsForwardAddr})
+			if fwd != tc.dnsForward {
+				t.Errorf("DNS forward %v, want %v: %q", fwd, tc.dnsForward, got)
+			}
+		})
+	}
+	if got := passtArgs("/s", "/l", 1, filepath.Join(dir, "missing")); slices.Contains(got, "--dns-forward") {
+		t.Errorf("no resolv.conf gives a DNS forward: %q", got)
 	}
 }
 
