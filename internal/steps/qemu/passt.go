@@ -46,15 +46,38 @@ const passtPortTaken = "Failed to bind any port"
 // The guest's address and gateway under passt are the same on every host, those of QEMU's user-mode
 // network: passt's default would be the host's own address and gateway, which would put them into the
 // guest's lease files, and would make a VM state saved on one host (saved-states.md) wrong on another. With
-// --no-map-gw the gateway is not the host. DNS: passt announces the host's resolvers; where those are all on
-// the host's loopback (systemd-resolved's 127.0.0.53), it relays DNS, and only DNS, sent to dnsForwardAddr
-// to the first one. A link-local address is never a real server the guest could mean otherwise.
+// --no-map-gw the gateway is not the host.
 const (
 	guestAddr      = "10.0.2.15"
 	guestPrefixLen = "24"
 	guestGateway   = "10.0.2.2"
-	dnsForwardAddr = "169.254.0.53"
 )
+
+// The guest's DNS. passt announces the IPv4 nameservers of the host's /etc/resolv.conf. A nameserver on the
+// host's loopback (systemd-resolved's stub 127.0.0.53, a local dnsmasq) is nothing the guest can use, and
+// Debian 12's passt (git 2023-03-09) cannot relay to it while announcing another address: its --dns makes it
+// skip resolv.conf, after which --dns-forward relays to 0.0.0.0 (read in its conf.c and udp.c; the guest
+// resolved nothing). So where every nameserver is on loopback, imgform announces the upstream servers that
+// systemd-resolved lists in upstreamResolvConf, which the guest reaches through passt like any other
+// address; where there are none, ResolveNetwork warns that the guest has no DNS.
+var (
+	hostResolvConf     = "/etc/resolv.conf"
+	upstreamResolvConf = "/run/systemd/resolve/resolv.conf"
+)
+
+// guestDNS returns the nameservers to announce with --dns (nil: passt's own choice, the host's) and whether
+// the guest gets any.
+func guestDNS() (servers []string, ok bool) {
+	own, loopbackOnly := nameservers(hostResolvConf)
+	if !loopbackOnly {
+		return nil, len(own) > 0
+	}
+	upstream, upstreamLoopback := nameservers(upstreamResolvConf)
+	if upstreamLoopback || len(upstream) == 0 {
+		return nil, false
+	}
+	return upstream, true
+}
 
 // ResolveNetwork picks the guest's network for a machine block's host_loopback (nil: not set). An explicit
 // false needs passt; unset means isolated where passt is installed, and otherwise the user-mode network with
@@ -69,6 +92,12 @@ func ResolveNetwork(hostLoopback *bool) (mode, warning string, err error) {
 		}
 		return NetworkUser, "passt is not installed, so the build VM uses QEMU's user-mode network, in which the guest reaches every service on this host's loopback at 10.0.2.2; install passt (apt-get install passt) to cut that off, or set machine.host_loopback = true to keep it and silence this warning", nil
 	}
+	if _, ok := guestDNS(); !ok {
+		return NetworkIsolated, fmt.Sprintf("the build VM gets no DNS server: the nameservers of %s are all on this host's "+
+			"loopback, where the guest cannot reach them, and %s names no upstream server; point %s at a server the "+
+			"host reaches on another address, or set machine.host_loopback = true (the guest then reaches this host's "+
+			"loopback at 10.0.2.2, its DNS server included)", hostResolvConf, upstreamResolvConf, hostResolvConf), nil
+	}
 	return NetworkIsolated, "", nil
 }
 
@@ -79,15 +108,15 @@ func ResolveNetwork(hostLoopback *bool) (mode, warning string, err error) {
 const passtGuard = `"$@" & pid=$!; trap 'kill -KILL $pid 2>/dev/null; exit 143' TERM INT HUP; wait $pid`
 
 // passtArgs is passt's command line: in the foreground, with no gateway mapping, the guest's fixed address
-// and gateway, the SSH port forwarded from 127.0.0.1 (never all interfaces: the build key is the only lock
-// on the guest), no other forward, its log in the state folder.
-func passtArgs(socket, logFile string, sshPort int, resolvConf string) []string {
+// and gateway, its DNS servers (guestDNS), the SSH port forwarded from 127.0.0.1 (never all interfaces: the
+// build key is the only lock on the guest), no other forward, its log in the state folder.
+func passtArgs(socket, logFile string, sshPort int, dns []string) []string {
 	args := []string{PasstBinary, "--foreground", "--quiet", "--no-map-gw", "--runas", passtUser(),
 		"--socket", socket, "--log-file", logFile,
 		"--address", guestAddr, "--netmask", guestPrefixLen, "--gateway", guestGateway,
 		"--tcp-ports", fmt.Sprintf("127.0.0.1/%d:22", sshPort), "--udp-ports", "none"}
-	if loopbackResolversOnly(resolvConf) {
-		args = append(args, "--dns-forward", dnsForwardAddr, "--dns", dnsForwardAddr)
+	for _, d := range dns {
+		args = append(args, "--dns", d)
 	}
 	return args
 }
@@ -127,15 +156,15 @@ func passtSocketDir() (string, error) {
 	return dir, nil
 }
 
-// loopbackResolversOnly reports whether every IPv4 nameserver of a resolv.conf is on the host's loopback.
-// Without the gateway mapping, passt then gives the guest no DNS server at all.
-func loopbackResolversOnly(path string) bool {
+// nameservers returns the IPv4 nameservers of a resolv.conf and whether there are some and all are on the
+// host's loopback. A missing file has none.
+func nameservers(path string) (servers []string, loopbackOnly bool) {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return nil, false
 	}
 	defer func() { _ = f.Close() }() // read only
-	loopback := false
+	loopbackOnly = true
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -146,12 +175,10 @@ func loopbackResolversOnly(path string) bool {
 		if err != nil || !a.Is4() {
 			continue
 		}
-		if !a.IsLoopback() {
-			return false
-		}
-		loopback = true
+		servers = append(servers, a.String())
+		loopbackOnly = loopbackOnly && a.IsLoopback()
 	}
-	return loopback
+	return servers, loopbackOnly && len(servers) > 0
 }
 
 // startPasst starts passt for the VM, under its guard in a process group of their own, and waits until it
@@ -162,7 +189,8 @@ func (vm *VM) startPasst(ctx context.Context, port int) (*process, *fsutil.TailB
 			return nil, nil, fmt.Errorf("qemu: remove stale %w", err)
 		}
 	}
-	argv := passtArgs(vm.paths.net, vm.paths.passtLog, port, "/etc/resolv.conf")
+	dns, _ := guestDNS()
+	argv := passtArgs(vm.paths.net, vm.paths.passtLog, port, dns)
 	cmd := exec.Command("/bin/sh", append([]string{"-c", passtGuard, "passt"}, argv...)...)
 	cmd.SysProcAttr = guardProcAttr()
 	cmd.Dir = vm.opts.StateDir
