@@ -17,7 +17,7 @@ type recorder struct {
 	mu       sync.Mutex
 	finished map[string]engine.StepStatus
 	messages []string
-	output   map[string][]string // lines by step ID
+	output   map[string][]printedLine // lines by step ID
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -31,16 +31,22 @@ func (r *recorder) StepOutput(s *engine.StepPlan, line string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.output == nil {
-		r.output = map[string][]string{}
+		r.output = map[string][]printedLine{}
 	}
-	r.output[s.ID] = append(r.output[s.ID], line)
+	r.output[s.ID] = append(r.output[s.ID], printedLine{line, time.Now()})
+}
+
+// printedLine is a line a step printed and when it arrived.
+type printedLine struct {
+	text string
+	at   time.Time
 }
 
 // printed returns the lines a step printed.
-func (r *recorder) printed(id string) []string {
+func (r *recorder) printed(id string) []printedLine {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]string(nil), r.output[id]...)
+	return append([]printedLine(nil), r.output[id]...)
 }
 
 func (r *recorder) StepFinished(s *engine.StepPlan, st engine.StepStatus, d time.Duration, err error) {
