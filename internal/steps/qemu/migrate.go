@@ -21,7 +21,7 @@ import (
 // QEMU is started with -incoming fd:3 on a pipe that imgform fills. The disk is not in the stream: the
 // destination opens the same chain of layers, which must be the disk as it was when the state was saved.
 
-// migrationPoll is how often SaveState and WaitIncoming ask QEMU how far the migration is.
+// migrationPoll is how often SaveState and Restore ask QEMU how far the migration is.
 const migrationPoll = 20 * time.Millisecond
 
 // stateFDName is the name the save pipe's write end has in QEMU (getfd).
@@ -42,7 +42,7 @@ func (vm *VM) Pause(ctx context.Context) error {
 	return nil
 }
 
-// Continue runs a paused guest again (QMP cont): after Pause, after SaveState, and after WaitIncoming.
+// Continue runs a paused guest again (QMP cont): after Pause, and after Restore.
 func (vm *VM) Continue(ctx context.Context) error {
 	if err := vm.qmp.Execute(ctx, "cont", nil, nil); err != nil {
 		return fmt.Errorf("qemu: continue: %w", err)
@@ -50,13 +50,10 @@ func (vm *VM) Continue(ctx context.Context) error {
 	return nil
 }
 
-// migrationInfo is the part of query-migrate's reply SaveState and WaitIncoming look at.
+// migrationInfo is the part of query-migrate's reply SaveState and Restore look at.
 type migrationInfo struct {
 	Status    string `json:"status"` // none, setup, active, device, completed, failed, cancelled, ...
 	ErrorDesc string `json:"error-desc"`
-	RAM       *struct {
-		Transferred int64 `json:"transferred"`
-	} `json:"ram"`
 }
 
 // SaveState writes the VM's state to w and returns the number of bytes written. It pauses the guest, runs
@@ -164,9 +161,9 @@ func (vm *VM) waitMigration(ctx context.Context, what string) (migrationInfo, er
 }
 
 // Restore feeds a saved state to a VM started with Options.Incoming: it copies r into the pipe's write
-// end, which it closes, and waits until QEMU has loaded the state. check runs once r is exhausted, before
-// the VM may run: an error from it (a digest that does not match) fails the restore with the VM still
-// paused, and the caller kills it. The VM stays paused; Continue runs it.
+// end, which it closes, and waits until QEMU has loaded the state and r is exhausted. An error from r's last
+// read (a digest that does not match) fails the restore with the VM still paused, and the caller kills it.
+// The VM stays paused; Continue runs it.
 func (vm *VM) Restore(ctx context.Context, feed *os.File, r io.Reader) error {
 	copied := make(chan error, 1)
 	go func() {

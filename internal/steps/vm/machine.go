@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
 	"gitlab.com/imgform/imgform/internal/steps/ssh"
@@ -17,13 +18,14 @@ import (
 
 // qemuMachine is a session's machine: QEMU, logged in over SSH as the build user.
 type qemuMachine struct {
-	vm        *qemu.VM
-	opts      qemu.Options // what vm was started with
-	describe  string       // describeMachine of opts
-	client    *ssh.Client
-	buildKey  []byte // the private key the client logs in with (Login)
-	hostKeys  []byte
-	machineID string
+	vm          *qemu.VM
+	opts        qemu.Options // what vm is (or will be) started with
+	describe    string       // describeMachine of opts
+	fingerprint string       // of opts, for the states it saves and resumes (stateInfo.Fingerprint)
+	client      *ssh.Client
+	buildKey    []byte // the private key the client logs in with (Login)
+	hostKeys    []byte
+	machineID   string
 }
 
 var _ machine = (*qemuMachine)(nil)
@@ -59,11 +61,10 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 			return nil, err
 		}
 	}
-	qm := &qemuMachine{}
-	if qm.opts, err = vmOptions(ctx, r.resolve, job.Message, m, spec.Disk, spec.Seed, job.WorkDir, ""); err != nil {
+	qm, err := r.newMachine(ctx, m, job.Message, spec.Disk, spec.Seed, job.WorkDir)
+	if err != nil {
 		return nil, err
 	}
-	qm.describe = describeMachine(ctx, m, qm.opts)
 	if qm.vm, err = startQEMU(ctx, qm.opts); err != nil {
 		return nil, err
 	}
@@ -90,6 +91,20 @@ func (r *Runner) bootQEMU(ctx context.Context, spec bootSpec) (machine, error) {
 	qm.buildKey = spec.BuildKey
 	qm.readMachineID(ctx)
 	return qm, nil
+}
+
+// newMachine is a session's machine for m on disk, not started yet: its QEMU options, description and
+// fingerprint.
+func (r *Runner) newMachine(ctx context.Context, m config.Machine, message func(string), disk, seedISO, workDir string) (*qemuMachine, error) {
+	opts, err := vmOptions(ctx, r.resolve, message, m, disk, seedISO, workDir, "")
+	if err != nil {
+		return nil, err
+	}
+	fp, err := fingerprint(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &qemuMachine{opts: opts, describe: describeMachine(ctx, m, opts), fingerprint: fp}, nil
 }
 
 func (q *qemuMachine) readMachineID(ctx context.Context) {
@@ -155,12 +170,8 @@ func (q *qemuMachine) Continue(ctx context.Context) error { return q.vm.Continue
 func (q *qemuMachine) Describe() string                   { return q.describe }
 
 func (q *qemuMachine) SaveState(ctx context.Context, w io.Writer, atStop func() error) (int64, string, error) {
-	fp, err := fingerprint(ctx, q.opts)
-	if err != nil {
-		return 0, "", err
-	}
 	n, err := q.vm.SaveState(ctx, w, atStop)
-	return n, fp, err
+	return n, q.fingerprint, err
 }
 
 func (q *qemuMachine) Interactive(ctx context.Context, t ssh.Terminal) (int, error) {

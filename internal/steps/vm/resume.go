@@ -37,17 +37,12 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 		return nil, fmt.Errorf("recorded host keys: %w", err)
 	}
 	hk := ssh.PinKeys(keys...)
-	qm := &qemuMachine{}
-	if qm.opts, err = vmOptions(ctx, r.resolve, job.Message, m, spec.Disk, spec.Seed, job.WorkDir, ""); err != nil {
-		return nil, err
-	}
-	qm.describe = describeMachine(ctx, m, qm.opts)
-	fp, err := fingerprint(ctx, qm.opts)
+	qm, err := r.newMachine(ctx, m, job.Message, spec.Disk, spec.Seed, job.WorkDir)
 	if err != nil {
 		return nil, err
 	}
-	if fp != spec.State.info.Fingerprint {
-		return nil, errors.New(otherMachine(spec.State.info, qm.describe))
+	if err := qm.fits(spec.State.info); err != nil {
+		return nil, err
 	}
 	saved, err := spec.State.obj.Open(stateFile)
 	if err != nil {
@@ -130,16 +125,13 @@ func (r *Runner) WillResume(ctx context.Context, img *config.Image, layer *state
 		}
 		return false, "its saved VM state cannot be used: " + why
 	}
-	opts, err := vmOptions(ctx, r.resolve, nil, img.Machine, "/disk", "/seed.iso", "/work", "")
+	// The files do not matter: the fingerprint leaves them out.
+	qm, err := r.newMachine(ctx, img.Machine, nil, "/disk", "/seed.iso", "/work")
+	if err == nil {
+		err = qm.fits(st.info)
+	}
 	if err != nil {
 		return false, err.Error()
-	}
-	fp, err := fingerprint(ctx, opts)
-	if err != nil {
-		return false, err.Error()
-	}
-	if fp != st.info.Fingerprint {
-		return false, otherMachine(st.info, describeMachine(ctx, img.Machine, opts))
 	}
 	return true, ""
 }

@@ -272,18 +272,8 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	spec.Disk = l.path
 	if !firstBoot {
 		spec.Layer = first.Parent.Label()
-		var why string
-		if spec.State, why = loadSavedState(job.BaseObject); why != "" {
-			job.Message(fmt.Sprintf("image %q: the saved VM state of %s cannot be used (%s); booting the layer instead",
-				job.Image.Name, first.Parent.Label(), why))
-		}
-		spec.ResetDisk = func(ctx context.Context) error {
-			// A resumed guest that failed later may have written to the overlay: start from an empty one.
-			if err := os.Remove(l.path); err != nil {
-				return err
-			}
-			return qemu.CreateOverlay(ctx, l.path, backing, job.Base.Format, size)
-		}
+		spec.State = usableState(job.BaseObject, job.Image.Name, spec.Layer, job.Message)
+		spec.ResetDisk = overlayMaker(l.path, backing, job.Base.Format, size)
 	}
 	s.m, err = boot(ctx, spec)
 	return err

@@ -2,7 +2,6 @@ package vm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,12 +50,7 @@ func (r *Runner) Shell(ctx context.Context, job *ShellJob) (int, error) {
 		return -1, fmt.Errorf("the host keys of the cached layer of %s: %w", job.LayerLabel, err)
 	}
 	disk := filepath.Join(job.WorkDir, "shell.qcow2")
-	newOverlay := func(ctx context.Context) error {
-		if err := os.Remove(disk); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return qemu.CreateOverlay(ctx, disk, layer, "qcow2", 0)
-	}
+	newOverlay := overlayMaker(disk, layer, "qcow2", 0)
 	if err := newOverlay(ctx); err != nil {
 		return -1, err
 	}
@@ -65,10 +59,7 @@ func (r *Runner) Shell(ctx context.Context, job *ShellJob) (int, error) {
 			job.Message(text)
 		}
 	}
-	saved, why := loadSavedState(job.Layer)
-	if why != "" {
-		message(fmt.Sprintf("the saved VM state of %s cannot be used (%s); booting the layer instead", job.LayerLabel, why))
-	}
+	saved := usableState(job.Layer, job.Image.Name, job.LayerLabel, message)
 	spec := bootSpec{
 		Job:      &step.SessionJob{Image: job.Image, WorkDir: job.WorkDir, Message: message, Info: job.Info},
 		Disk:     disk,

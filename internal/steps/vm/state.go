@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/fsutil"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/steps/qemu"
@@ -73,6 +74,27 @@ func loadSavedState(obj *state.Object) (*savedState, string) {
 	return &savedState{obj: obj, info: info}, ""
 }
 
+// usableState is loadSavedState with a warning, through message, when the layer's state cannot be used.
+func usableState(layer *state.Object, image, label string, message func(string)) *savedState {
+	st, why := loadSavedState(layer)
+	if why != "" && message != nil {
+		message(fmt.Sprintf("image %q: the saved VM state of %s cannot be used (%s); booting the layer instead", image, label, why))
+	}
+	return st
+}
+
+// overlayMaker returns a function that makes path an empty overlay of backing, replacing what is there: a
+// resumed guest that failed after it ran may have written to the overlay, and the boot after it must not
+// see that.
+func overlayMaker(path, backing, format string, size int64) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if err := fsutil.RemoveIfExists(path); err != nil {
+			return err
+		}
+		return qemu.CreateOverlay(ctx, path, backing, format, size)
+	}
+}
+
 // describeMachine is stateInfo.Machine for the machine QEMU runs with opts.
 func describeMachine(ctx context.Context, m config.Machine, opts qemu.Options) string {
 	v, err := qemu.Version(ctx, opts.Binary)
@@ -100,7 +122,7 @@ func (s *session) saveState(ctx context.Context, l *layer, atStop func() error) 
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, removeIfExists(path), removeIfExists(infoPath))
+			err = errors.Join(err, fsutil.RemoveIfExists(path), fsutil.RemoveIfExists(infoPath))
 		}
 	}()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -142,13 +164,6 @@ func (s *session) saveState(ctx context.Context, l *layer, atStop func() error) 
 	return nil
 }
 
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
 // info passes a note on to the job's Info, if it wants notes.
 func (s *session) info(text string) {
 	if s.job.Info != nil {
@@ -156,11 +171,14 @@ func (s *session) info(text string) {
 	}
 }
 
-// otherMachine says why a state with info does not fit the machine described as here.
-func otherMachine(info stateInfo, here string) string {
-	if info.Machine == here {
-		return fmt.Sprintf("its VM state was saved with other virtual hardware (%s, but other devices or options, "+
-			"as another imgform version sets up)", here)
+// fits says why a state with info cannot be resumed on q's machine, or nil when it can.
+func (q *qemuMachine) fits(info stateInfo) error {
+	switch {
+	case info.Fingerprint == q.fingerprint:
+		return nil
+	case info.Machine == q.describe:
+		return fmt.Errorf("its VM state was saved with other virtual hardware (%s, but other devices or options, "+
+			"as another imgform version sets up)", q.describe)
 	}
-	return fmt.Sprintf("its VM state was saved on another machine (%s); this one is %s", info.Machine, here)
+	return fmt.Errorf("its VM state was saved on another machine (%s); this one is %s", info.Machine, q.describe)
 }
