@@ -138,10 +138,11 @@ func downloadTo(ctx context.Context, req Request, src source, want Checksum, out
 	return Result{Path: req.Dest, Checksum: sum, Size: fi.Size(), Downloaded: true}, nil
 }
 
-// fetchLocal verifies a local file and uses it in place, or copies it to Dest while verifying it. It never
-// links: whoever asks for a Dest may write to it, and a write through a link would change the source. A
-// copy is checked against the free space of Dest's file system as a download is, but not bounded: the
-// configuration chose the file.
+// fetchLocal verifies a local file and uses it in place, or clones or copies it to Dest while verifying it.
+// It never hard-links: whoever asks for a Dest may write to it, and a write through a link would change the
+// source (and a tool that rewrites the source in place would change the cache). A clone shares the source's
+// blocks until either is written, where the file systems allow (cloneVerified); a copy is checked against
+// the free space of Dest's file system as a download is, but not bounded: the configuration chose the file.
 func (f *Fetcher) fetchLocal(ctx context.Context, req Request, src source, want Checksum) (Result, error) {
 	fi, err := os.Stat(src.local)
 	if err != nil {
@@ -155,7 +156,10 @@ func (f *Fetcher) fetchLocal(ctx context.Context, req Request, src source, want 
 		alg = SHA256
 	}
 	if req.Dest != "" {
-		sum, size, err := copyVerified(ctx, src.local, req.Dest, alg, want, src.local, bound{space: f.spaceCheck()}, fi.Size())
+		sum, size, err := cloneVerified(ctx, src.local, req.Dest, alg, want, src.local)
+		if errors.Is(err, errCannotClone) {
+			sum, size, err = copyVerified(ctx, src.local, req.Dest, alg, want, src.local, bound{space: f.spaceCheck()}, fi.Size())
+		}
 		if err != nil {
 			return Result{}, fmt.Errorf("copy %s to %s: %w", src.local, req.Dest, err)
 		}

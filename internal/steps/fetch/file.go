@@ -47,6 +47,43 @@ func copyVerified(ctx context.Context, src, dst string, alg Algorithm, want Chec
 	return sum, n, nil
 }
 
+// errCannotClone says that dst's file system cannot share src's extents; the caller copies instead.
+var errCannotClone = errors.New("the file system cannot clone files")
+
+// cloneVerified makes dst a clone of src that shares its extents (a reflink), where dst's file system can:
+// no bytes are copied and no space is used until one of the two is written, and a write to either never
+// shows in the other, unlike a hard link, whose source a user's tool may rewrite in place under the cache.
+// The clone, not src, is then hashed and checked against want: what is stored is what was checked, even if
+// src changes meanwhile. It returns errCannotClone, leaving nothing at dst, when the file systems cannot
+// clone (ext4, another file system than src's), for the caller to copy.
+func cloneVerified(ctx context.Context, src, dst string, alg Algorithm, want Checksum, display string) (sum Checksum, n int64, err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return Checksum{}, 0, err
+	}
+	defer closeErr(in, &err)
+	out, err := createDest(dst)
+	if err != nil {
+		return Checksum{}, 0, err
+	}
+	if err := cloneFile(out.File(), in); err != nil {
+		return Checksum{}, 0, errors.Join(err, out.Abort())
+	}
+	h := alg.newHash()
+	n, err = getter.Copy(ctx, h, io.NewSectionReader(out.File(), 0, 1<<62))
+	sum = Checksum{Type: alg, Value: fmt.Sprintf("%x", h.Sum(nil))}
+	if err == nil && !want.IsZero() && sum != want {
+		err = &MismatchError{URL: display, Expected: want, Actual: sum}
+	}
+	if err == nil {
+		err = out.Commit()
+	}
+	if err != nil {
+		return Checksum{}, 0, errors.Join(err, out.Abort())
+	}
+	return sum, n, nil
+}
+
 // copyHashed copies src, of size bytes, into out within the bound b and digests what it copies with alg.
 func copyHashed(ctx context.Context, src string, out io.Writer, alg Algorithm, b bound, size int64) (sum Checksum, n int64, err error) {
 	h := alg.newHash()
