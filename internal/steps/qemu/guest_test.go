@@ -106,7 +106,7 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := qemu.CreateOverlayUnchecked(ctx, layer2, "moved/layer1.qcow2", "qcow2", info.VirtualSize); err != nil {
+		if err := qemu.CreateOverlayUnchecked(ctx, layer2, "moved/layer1.qcow2", "qcow2", info.VirtualSize, 0); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -160,7 +160,7 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := qemu.CreateOverlayUnchecked(ctx, layer3, layer2, "qcow2", info.VirtualSize); err != nil {
+		if err := qemu.CreateOverlayUnchecked(ctx, layer3, layer2, "qcow2", info.VirtualSize, 0); err != nil {
 			t.Fatal(err)
 		}
 		stateFile := filepath.Join(shared.dir, "vmstate")
@@ -199,7 +199,7 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 			t.Fatal(err)
 		}
 		top := filepath.Join(dir, "top.qcow2")
-		if err := qemu.CreateOverlay(ctx, top, layer2, "qcow2", 0); err != nil {
+		if err := qemu.CreateOverlay(ctx, top, layer2, "qcow2", 0, 0); err != nil {
 			t.Fatal(err)
 		}
 		pr, pw, err := os.Pipe()
@@ -256,7 +256,7 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 			t.Fatal(err)
 		}
 		top3 := filepath.Join(dir3, "top.qcow2")
-		if err := qemu.CreateOverlay(ctx, top3, layer2, "qcow2", 0); err != nil {
+		if err := qemu.CreateOverlay(ctx, top3, layer2, "qcow2", 0, 0); err != nil {
 			t.Fatal(err)
 		}
 		g3, err := qemutest.Boot(ctx, qemutest.Options{Dir: dir3, Disk: top3, Seed: g.Seed, Key: g.Key, Incoming: pr3})
@@ -318,7 +318,7 @@ timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22' && echo own-loopback-ok`, port
 			t.Fatal(err)
 		}
 		top := filepath.Join(dir, "top.qcow2")
-		if err := qemu.CreateOverlay(ctx, top, "../moved/layer1.qcow2", "qcow2", 0); err != nil {
+		if err := qemu.CreateOverlay(ctx, top, "../moved/layer1.qcow2", "qcow2", 0, 0); err != nil {
 			t.Fatal(err)
 		}
 		// The same seed: same instance, so cloud-init keeps the host keys and prints none. The host key is

@@ -42,7 +42,7 @@ func TestOverlays(t *testing.T) {
 			if strings.Contains(name, "parent") {
 				top = filepath.Join(dir, "sub", "top.qcow2")
 			}
-			err := qemu.CreateOverlay(ctx, top, tc.backing(dir, base), "qcow2", tc.size)
+			err := qemu.CreateOverlay(ctx, top, tc.backing(dir, base), "qcow2", tc.size, 0)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
@@ -87,10 +87,10 @@ func TestCreateOverlayUnchecked(t *testing.T) {
 	if err := os.Mkdir(filepath.Dir(top), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := qemu.CreateOverlayUnchecked(ctx, top, "../committed/base.qcow2", "qcow2", 0); err == nil {
+	if err := qemu.CreateOverlayUnchecked(ctx, top, "../committed/base.qcow2", "qcow2", 0, 0); err == nil {
 		t.Error("an unchecked overlay without a size was created")
 	}
-	if err := qemu.CreateOverlayUnchecked(ctx, top, "../committed/base.qcow2", "qcow2", info.VirtualSize); err != nil {
+	if err := qemu.CreateOverlayUnchecked(ctx, top, "../committed/base.qcow2", "qcow2", info.VirtualSize, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := qemu.BackingChain(ctx, top); err == nil {

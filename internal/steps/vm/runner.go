@@ -244,9 +244,11 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 			return fmt.Errorf("the cached layer %s has no recorded host keys to pin (%w); remove it with imgform cache verify -remove or gc and apply again", first.Parent.Addr.ID(), err)
 		}
 	}
-	size := int64(0)
+	// A new chain's first layer takes the first boot's large writes; a layer on a booted chain the small
+	// scattered ones qemu.LayerClusters is for.
+	size, cluster := int64(0), int64(qemu.LayerClusters)
 	if firstBoot {
-		size = int64(job.Image.Machine.DiskSize)
+		size, cluster = int64(job.Image.Machine.DiskSize), 0
 	}
 	// Nothing of the chain may name a file outside the store: QEMU would read it into the image.
 	if err := qemu.CheckChainWithin(job.Base.Path, job.Root); err != nil {
@@ -261,7 +263,7 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	if err != nil {
 		return err
 	}
-	if err := qemu.CreateOverlay(ctx, l.path, backing, job.Base.Format, size); err != nil {
+	if err := qemu.CreateOverlay(ctx, l.path, backing, job.Base.Format, size, cluster); err != nil {
 		return err
 	}
 	info, err := qemu.Info(ctx, l.path)
@@ -273,7 +275,7 @@ func (s *session) start(ctx context.Context, boot bootFunc) error {
 	if !firstBoot {
 		spec.Layer = first.Parent.Label()
 		spec.State = usableState(job.BaseObject, job.Image.Name, spec.Layer, job.Message)
-		spec.ResetDisk = overlayMaker(l.path, backing, job.Base.Format, size)
+		spec.ResetDisk = overlayMaker(l.path, backing, job.Base.Format, size, cluster)
 	}
 	s.m, err = boot(ctx, spec)
 	return err
@@ -338,7 +340,7 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 	}
 	backing, err := filepath.Rel(l.w.Dir(), done.w.FinalPath(step.LayerFile))
 	if err == nil {
-		err = qemu.CreateOverlayUnchecked(ctx, l.path, backing, "qcow2", s.size)
+		err = qemu.CreateOverlayUnchecked(ctx, l.path, backing, "qcow2", s.size, qemu.LayerClusters)
 	}
 	if err == nil {
 		err = s.cutAndSave(ctx, done, l)
@@ -350,7 +352,7 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 	// The guest writes to the new layer from here on; if committing the old one fails, the step after it
 	// must not go on (its layer would be built on nothing), and the deferred abort in RunSession throws the
 	// new one away.
-	return s.commit(done)
+	return s.commit(ctx, done)
 }
 
 // cutAndSave switches the VM to the overlay of l while saving its state with done. When the save fails
@@ -413,12 +415,22 @@ func (s *session) finish(ctx context.Context, last *step.Step) error {
 	s.job.Done(last)
 	l := s.active
 	s.active = nil
-	return s.commit(l)
+	return s.commit(ctx, l)
 }
 
+// compressFrom is the layer size from which commit compresses a layer: below it, qemu-img's start costs
+// more than the bytes it saves.
+const compressFrom = 1 << 20
+
 // commit publishes a finished layer with the host keys to pin when a later build boots it and the machine-id
-// the test step compares a new instance's with.
-func (s *session) commit(l *layer) error {
+// the test step compares a new instance's with. A layer of compressFrom bytes or more is compressed first
+// (qemu.CompressLayer); where that fails, the layer is kept as it is, with a warning.
+func (s *session) commit(ctx context.Context, l *layer) error {
+	if fi, err := os.Stat(l.path); err == nil && fi.Size() >= compressFrom {
+		if err := qemu.CompressLayer(ctx, l.path); err != nil {
+			s.job.Message(fmt.Sprintf("%s: the layer is stored uncompressed: %v", l.step.Label(), err))
+		}
+	}
 	if hk := s.m.HostKeys(); len(hk) > 0 {
 		if err := l.w.WriteFile(step.HostKeysFile, hk, 0o644); err != nil {
 			return errors.Join(fmt.Errorf("committing the layer: %w", err), l.w.Abort())

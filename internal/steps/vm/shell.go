@@ -50,7 +50,7 @@ func (r *Runner) Shell(ctx context.Context, job *ShellJob) (int, error) {
 		return -1, fmt.Errorf("the host keys of the cached layer of %s: %w", job.LayerLabel, err)
 	}
 	disk := filepath.Join(job.WorkDir, "shell.qcow2")
-	newOverlay := overlayMaker(disk, layer, "qcow2", 0)
+	newOverlay := overlayMaker(disk, layer, "qcow2", 0, 0)
 	if err := newOverlay(ctx); err != nil {
 		return -1, err
 	}

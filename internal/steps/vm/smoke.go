@@ -82,7 +82,7 @@ func (t *testInstance) boot(ctx context.Context, resolve resolveFunc) error {
 		return err
 	}
 	overlay := filepath.Join(job.WorkDir, "instance.qcow2")
-	if err := qemu.CreateOverlay(ctx, overlay, job.Disk.Path, job.Disk.Format, 0); err != nil {
+	if err := qemu.CreateOverlay(ctx, overlay, job.Disk.Path, job.Disk.Format, 0, 0); err != nil {
 		return err
 	}
 	if t.vm, err = startVM(ctx, resolve, job.Message, m, overlay, iso, job.WorkDir, mac); err != nil {

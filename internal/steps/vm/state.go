@@ -86,12 +86,12 @@ func usableState(layer *state.Object, image, label string, message func(string))
 // overlayMaker returns a function that makes path an empty overlay of backing, replacing what is there: a
 // resumed guest that failed after it ran may have written to the overlay, and the boot after it must not
 // see that.
-func overlayMaker(path, backing, format string, size int64) func(ctx context.Context) error {
+func overlayMaker(path, backing, format string, size, cluster int64) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		if err := fsutil.RemoveIfExists(path); err != nil {
 			return err
 		}
-		return qemu.CreateOverlay(ctx, path, backing, format, size)
+		return qemu.CreateOverlay(ctx, path, backing, format, size, cluster)
 	}
 }
 

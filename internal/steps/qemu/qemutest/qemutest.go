@@ -131,7 +131,7 @@ func Boot(ctx context.Context, o Options) (*Guest, error) {
 		g.Disk = filepath.Join(o.Dir, "disk.qcow2")
 		// The image's own size: growing it would make the guest run growpart and resize2fs, which cost
 		// seconds under TCG and prove nothing here.
-		if err := qemu.CreateOverlay(ctx, g.Disk, img, "qcow2", 0); err != nil {
+		if err := qemu.CreateOverlay(ctx, g.Disk, img, "qcow2", 0, 0); err != nil {
 			return nil, err
 		}
 	}
