@@ -41,6 +41,13 @@ func WithLogf(f func(format string, args ...any)) DialOption {
 	return func(o *dialOptions) { o.logf = f }
 }
 
+// WithRetry sets how long one attempt may take and the delays between attempts (doubling from min to
+// max). The defaults (90 s, 0.5 s to 5 s) suit a guest that boots for minutes; a guest resumed from a saved
+// state is there within a second or two, and a doubling delay would make it wait longer than it needs.
+func WithRetry(attempt, minBackoff, maxBackoff time.Duration) DialOption {
+	return func(o *dialOptions) { o.attemptTimeout, o.minBackoff, o.maxBackoff = attempt, minBackoff, maxBackoff }
+}
+
 // DialError says that no login worked before the context ended.
 type DialError struct {
 	Addr     string

@@ -131,8 +131,16 @@ func TestDialNothingListens(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	if d.Attempts < 2 {
-		t.Errorf("%d attempts, want retries", d.Attempts)
+	if d.Attempts < 2 || d.Attempts > 6 {
+		t.Errorf("%d attempts in 2 s, want retries 0.5 s, 1 s, 2 s apart", d.Attempts)
+	}
+
+	// A resumed guest's login retries every few hundredths of a second instead.
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = Dial(ctx, addr, "builder", mustKey(t), PinKeys().Callback(), WithRetry(time.Second, 10*time.Millisecond, 20*time.Millisecond))
+	if !errors.As(err, &d) || d.Attempts < 20 {
+		t.Errorf("Dial with WithRetry = %v, want more than 20 attempts in 2 s", err)
 	}
 }
 

@@ -16,8 +16,13 @@ import (
 	"gitlab.com/imgform/imgform/internal/steps/ssh"
 )
 
-// resumeLoginTimeout bounds the wait for SSH in a resumed guest.
-const resumeLoginTimeout = 2 * time.Minute
+// resumeLoginTimeout bounds the wait for SSH in a resumed guest. resumeAttempt bounds one login attempt:
+// a resumed guest's sshd answers at once, but an attempt whose TCP connection the network set up before the
+// guest ran can hang until it times out; a retry after it gets through.
+const (
+	resumeLoginTimeout = 2 * time.Minute
+	resumeAttempt      = 20 * time.Second
+)
 
 // resumeQEMU starts QEMU on spec.Disk with the saved state of the layer below it and logs in, instead of a
 // boot. The state must fit the machine exactly (the same fingerprint); its bytes are checked against the
@@ -81,7 +86,7 @@ func (r *Runner) resumeQEMU(ctx context.Context, spec bootSpec) (machine, error)
 	bctx, cancel := context.WithTimeout(ctx, min(m.BootTimeout, resumeLoginTimeout))
 	defer cancel()
 	qm.client, err = ssh.Dial(bctx, qm.vm.SSHAddr(), step.BuildUserName, key, hk.Callback(), ssh.WithHostKeys(hk),
-		ssh.WithConsoleTail(func() string { return qm.vm.Tail(30) }))
+		ssh.WithConsoleTail(func() string { return qm.vm.Tail(30) }), ssh.WithRetry(resumeAttempt, 100*time.Millisecond, 250*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("log in to the resumed guest: %w", err)
 	}
