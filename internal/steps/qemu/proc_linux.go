@@ -2,7 +2,13 @@
 
 package qemu
 
-import "syscall"
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // sysProcAttr puts QEMU in a process group of its own, so that a terminal's Ctrl-C reaches only imgform
 // (which then stops QEMU in order) and the whole group can be killed at once, and asks the kernel to
@@ -21,4 +27,22 @@ func sysProcAttr() *syscall.SysProcAttr {
 // its privileges.
 func guardProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
+
+// residentBytes is the resident memory of process pid (VmRSS in /proc/pid/status).
+func residentBytes(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q: %w", pid, v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }

@@ -2,7 +2,10 @@
 
 package qemu
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // sysProcAttr puts QEMU in a process group of its own (see proc_linux.go; there is no Pdeathsig here, so a
 // QEMU can outlive an imgform killed with kill -9).
@@ -12,3 +15,6 @@ func sysProcAttr() *syscall.SysProcAttr {
 
 // guardProcAttr is sysProcAttr (see proc_linux.go).
 func guardProcAttr() *syscall.SysProcAttr { return sysProcAttr() }
+
+// residentBytes needs Linux's /proc.
+func residentBytes(pid int) (int64, error) { return 0, errors.ErrUnsupported }

@@ -125,6 +125,12 @@ func (m *fakeMachine) Continue(context.Context) error {
 	return m.fail["continue"]
 }
 
+// SettleMemory reports 1 MiB handed back; "settle memory" fails it.
+func (m *fakeMachine) SettleMemory(context.Context) (int64, time.Duration, error) {
+	m.ev.add("settle memory")
+	return 1 << 20, time.Second, m.fail["settle memory"]
+}
+
 // SaveState writes a state that names the machine's fake fingerprint; "save state" fails it before the
 // stop, "save state after the stop" after atStop.
 func (m *fakeMachine) SaveState(_ context.Context, w io.Writer, atStop func() error) (int64, string, error) {

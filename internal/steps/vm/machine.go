@@ -174,6 +174,10 @@ func (q *qemuMachine) SaveState(ctx context.Context, w io.Writer, atStop func() 
 	return n, q.fingerprint, err
 }
 
+func (q *qemuMachine) SettleMemory(ctx context.Context) (int64, time.Duration, error) {
+	return q.vm.SettleMemory(ctx)
+}
+
 func (q *qemuMachine) Interactive(ctx context.Context, t ssh.Terminal) (int, error) {
 	return q.client.Interactive(ctx, t)
 }
