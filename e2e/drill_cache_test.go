@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,7 +235,7 @@ func visibleDataOffset(t *testing.T, top, layer string) int64 {
 	// The largest extent of that layer: most likely file content rather than a metadata block.
 	best := -1
 	for i, e := range extents {
-		if e.Depth == depth && e.Data && !e.Zero && e.Offset != nil && e.Length >= 4096 &&
+		if e.Depth == depth && e.Data && !e.Zero && e.Length >= 4096 &&
 			(best < 0 || e.Length > extents[best].Length) {
 			best = i
 		}
@@ -242,5 +244,61 @@ func visibleDataOffset(t *testing.T, top, layer string) int64 {
 		t.Fatalf("no data of %s (depth %d) is visible through %s", layer, depth, top)
 	}
 	e := extents[best]
-	return *e.Offset + e.Length/2
+	if e.Offset != nil {
+		return *e.Offset + e.Length/2
+	}
+	// A compressed cluster (committed layers are compressed) has no offset in qemu-img map: look it up in
+	// the layer's L2 table, and flip a byte inside its compressed data.
+	off, err := qcow2CompressedOffset(layer, e.Start+e.Length/2)
+	if err != nil {
+		t.Fatalf("%s: %v", layer, err)
+	}
+	return off + 16
+}
+
+// qcow2CompressedOffset returns where the compressed data of the cluster holding the guest offset guest
+// starts in the qcow2 file at path (the qcow2 specification: header, L1 table, L2 entries with the
+// compressed flag, bit 62, and the host offset in the low 62-(cluster_bits-8) bits).
+func qcow2CompressedOffset(path string, guest int64) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	read64 := func(off int64) (uint64, error) {
+		var b [8]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			return 0, err
+		}
+		return binary.BigEndian.Uint64(b[:]), nil
+	}
+	var hdr [48]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return 0, err
+	}
+	clusterBits := binary.BigEndian.Uint32(hdr[20:24])
+	l1Size := int64(binary.BigEndian.Uint32(hdr[36:40]))
+	l1Offset := int64(binary.BigEndian.Uint64(hdr[40:48]))
+	l2Bits := clusterBits - 3 // 8-byte entries per cluster-sized L2 table
+	cluster := guest >> clusterBits
+	l1Index, l2Index := cluster>>l2Bits, cluster&(1<<l2Bits-1)
+	if l1Index >= l1Size {
+		return 0, fmt.Errorf("guest offset %d is beyond the L1 table", guest)
+	}
+	l1, err := read64(l1Offset + 8*l1Index)
+	if err != nil {
+		return 0, err
+	}
+	l2Offset := int64(l1 & 0x00fffffffffffe00)
+	if l2Offset == 0 {
+		return 0, fmt.Errorf("guest offset %d has no L2 table", guest)
+	}
+	l2, err := read64(l2Offset + 8*l2Index)
+	if err != nil {
+		return 0, err
+	}
+	if l2&(1<<62) == 0 {
+		return 0, fmt.Errorf("the cluster of guest offset %d is not compressed (L2 entry %#x)", guest, l2)
+	}
+	return int64(l2 & (1<<(62-(clusterBits-8)) - 1)), nil
 }
