@@ -55,7 +55,7 @@ func planCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the plan as versioned JSON"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would run, 2 when something would, 1 on error"},
 			skipTestsFlag,
-		), remoteFlags()...),
+		), append(selectFlags(), remoteFlags()...)...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
 			if err != nil {
@@ -67,6 +67,7 @@ func planCommand() *cli.Command {
 				return err
 			}
 			eng.SkipTests = c.Bool("skip-tests")
+			applySelection(c, eng)
 			if err := openRemote(c.Context, c, eng); err != nil {
 				return err
 			}
@@ -90,6 +91,20 @@ func planCommand() *cli.Command {
 	}
 }
 
+// selectFlags choose images and force rebuilds, on plan and apply alike.
+func selectFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "only", Usage: "plan and build only these images (names or globs such as 'debian-*', comma-separated or repeated); the images they derive from are planned too"},
+		&cli.StringSliceFlag{Name: "except", Usage: "leave these images out (names or globs)"},
+		&cli.StringSliceFlag{Name: "replace", Usage: "build this step again although it is cached, and everything after it: an ADDRESS as plan prints it, such as debian-12-base.provision.motd (repeatable)"},
+	}
+}
+
+// applySelection hands -only, -except and -replace to the engine.
+func applySelection(c *cli.Context, eng *engine.Engine) {
+	eng.Only, eng.Except, eng.Replace = c.StringSlice("only"), c.StringSlice("except"), c.StringSlice("replace")
+}
+
 // skipTestsFlag leaves the test steps out, for emergencies: the outputs are then marked unverified.
 var skipTestsFlag = &cli.BoolFlag{Name: "skip-tests",
 	Usage: "do not boot and check the outputs (emergencies only): they are marked unverified in SHA256SUMS and the manifest"}
@@ -108,7 +123,7 @@ func applyCommand() *cli.Command {
 			skipTestsFlag,
 			&cli.StringFlag{Name: "on-error", Value: "cleanup",
 				Usage: "cleanup: stop the VM of a failed step; keep: leave it running, print how to log in, and wait for Ctrl-C"},
-		), remoteFlags()...),
+		), append(selectFlags(), remoteFlags()...)...),
 		Action: func(c *cli.Context) error {
 			cfg, err := loadDirConfig(c, vars)
 			if err != nil {
@@ -126,6 +141,7 @@ func applyCommand() *cli.Command {
 			}
 			eng.Parallelism = c.Int("parallelism")
 			eng.SkipTests = c.Bool("skip-tests")
+			applySelection(c, eng)
 			switch c.String("on-error") {
 			case "cleanup":
 			case "keep":

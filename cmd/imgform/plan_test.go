@@ -42,7 +42,7 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
 	dir := planConfig(t)
 	code, stdout, stderr := imgform(t, "", "plan", "-detailed-exitcode", dir)
-	if code != 2 || !strings.Contains(stdout, `+ provision "one"`) || !strings.Contains(stdout, "Plan: 7 to run, 0 cached.") {
+	if code != 2 || !strings.Contains(stdout, `+ base.provision.one`) || !strings.Contains(stdout, "Plan: 7 to run, 0 cached.") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, _ = imgform(t, "", "plan", "-json", dir)
@@ -67,7 +67,7 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	}
 	// -skip-tests: the plan says the test will not run and what that means for the outputs.
 	code, stdout, stderr = imgform(t, "", "plan", "-skip-tests", dir)
-	if code != 0 || !strings.Contains(stdout, "- test") || !strings.Contains(stdout, "-skip-tests: the outputs of this image will be marked unverified") ||
+	if code != 0 || !strings.Contains(stdout, "- base.test") || !strings.Contains(stdout, "-skip-tests: the outputs of this image will be marked unverified") ||
 		!strings.Contains(stdout, "Tests will be skipped") {
 		t.Errorf("plan -skip-tests: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -115,6 +115,38 @@ func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 233621332: "222.8 MiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB"} {
 		if got := humanSize(n); got != want {
 			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// -only, -except and -replace on the command line: the plan says what is left out and why a step runs, and
+// a wrong name is a clear error with exit 1.
+func TestPlanOnlyExceptReplaceFlags(t *testing.T) {
+	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
+	dir := planConfig(t)
+	writeFile(t, filepath.Join(dir, "other.imgform.hcl"), `image "other" {
+  source {
+    path = "disk.raw"
+  }
+  provision "x" {
+    inline = ["true"]
+  }
+}
+`)
+	code, stdout, stderr := imgform(t, "", "plan", "-only", "oth*", dir)
+	if code != 0 || !strings.Contains(stdout, "image \"base\"\n  (left out by -only)\n\n") || !strings.Contains(stdout, "+ other.provision.x") ||
+		strings.Contains(stdout, "base.fetch") {
+		t.Errorf("plan -only: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = imgform(t, "", "plan", "-except", "other", "-replace", "base.provision.one", dir)
+	if code != 0 || !strings.Contains(stdout, "-replace=base.provision.one: built again, under a new key") ||
+		!strings.Contains(stdout, "image \"other\"\n  (left out by -except)") {
+		t.Errorf("plan -except -replace: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, args := range [][]string{{"-only", "nope"}, {"-replace", "base.provision"}} {
+		code, _, stderr = imgform(t, "", append(append([]string{"plan"}, args...), dir)...)
+		if code != 1 || !(strings.Contains(stderr, "matches no image; the images are base, other") || strings.Contains(stderr, "no such step; addresses are IMAGE.KIND[.NAME]")) {
+			t.Errorf("plan %v: exit %d %s", args, code, stderr)
 		}
 	}
 }

@@ -12,15 +12,28 @@ import (
 // renderPlan prints a plan for people: per image, each step with what apply will do and why.
 func renderPlan(w io.Writer, p *engine.Plan) error {
 	var b strings.Builder
+	width := 28
+	for _, ip := range p.Images {
+		for _, sp := range ip.Steps {
+			width = max(width, len(sp.Ref))
+		}
+	}
 	for _, ip := range p.Images {
 		fmt.Fprintf(&b, "image %q\n", ip.Name)
+		if ip.Selection != "" {
+			fmt.Fprintf(&b, "  (%s)\n", ip.Selection)
+		}
+		if ip.LeftOut {
+			b.WriteString("\n")
+			continue
+		}
 		for _, sp := range ip.Steps {
 			mark := map[engine.Action]string{engine.ActionRun: "+", engine.ActionCached: "=", engine.ActionSkip: "-"}[sp.Action]
 			action := string(sp.Action)
 			if sp.Remote != nil {
 				action = fmt.Sprintf("cached (remote, %s)", humanSize(sp.Remote.Size))
 			}
-			line := fmt.Sprintf("  %s %-28s %-6s %s", mark, sp.Label, action, sp.Key[:12])
+			line := fmt.Sprintf("  %s %-*s %-6s %s", mark, width, sp.Ref, action, sp.Key[:12])
 			if sp.Output != "" {
 				line += "  -> " + sp.Output
 			}

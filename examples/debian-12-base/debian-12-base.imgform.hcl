@@ -7,6 +7,10 @@ locals {
 }
 
 image "debian-12-base" {
+  # A golden image exists to carry the latest security updates: a cached boot (with its package upgrade)
+  # older than a week is built again, and everything after it.
+  refresh_every = "7d"
+
   source {
     url      = var.source_url
     checksum = var.source_checksum

@@ -197,6 +197,24 @@ func (d *decoder) duration(attrs hcl.Attributes, name string, dst *time.Duration
 	*dst = dur
 }
 
+// age reads a freshness age such as "7d" (ParseAge).
+func (d *decoder) age(attrs hcl.Attributes, name string, dst *time.Duration) {
+	attr, ok := attrs[name]
+	if !ok {
+		return
+	}
+	v, ok := d.value(attr, cty.String)
+	if !ok {
+		return
+	}
+	age, err := ParseAge(v.AsString())
+	if err != nil {
+		d.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid age for %q", name), "%s.", capitalize(err.Error()))
+		return
+	}
+	*dst = age
+}
+
 // oneOf reads a string that must be one of allowed and suggests the closest one when it is not.
 func (d *decoder) oneOf(attrs hcl.Attributes, name string, allowed []string, dst *string) {
 	attr, ok := attrs[name]

@@ -12,6 +12,7 @@ import (
 )
 
 var imageSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "refresh_every"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "source"},
 		{Type: "machine"},
@@ -42,6 +43,7 @@ func decodeImage(block *hcl.Block, ctx *hcl.EvalContext, dir string, localVars m
 	d := &decoder{ctx: ctx, dir: dir, localVars: localVars}
 	d.diags = append(d.diags, checkName("image", img.Name, block.LabelRanges[0])...)
 	c := d.content(block.Body, imageSchema)
+	d.age(c.Attributes, "refresh_every", &img.RefreshEvery)
 
 	if b := d.single(c.Blocks, "source"); b != nil {
 		img.Source = d.source(b)

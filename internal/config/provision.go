@@ -12,6 +12,7 @@ import (
 var provisionSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "inline"}, {Name: "script"}, {Name: "environment"}, {Name: "sudo"}, {Name: "timeout"},
+		{Name: "refresh_every"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "file"}},
 }
@@ -35,6 +36,7 @@ func (d *decoder) provision(b *hcl.Block) *Provisioner {
 	}
 	d.boolean(a, "sudo", &p.Sudo)
 	d.duration(a, "timeout", &p.Timeout)
+	d.age(a, "refresh_every", &p.RefreshEvery)
 	for _, fb := range c.Blocks {
 		p.Uploads = append(p.Uploads, d.upload(fb))
 	}

@@ -63,7 +63,10 @@ type Image struct {
 	// SmokeTest and Tests are what the test step checks in a new instance of the result (smoketest.go).
 	SmokeTest SmokeTest
 	Tests     []*Test
-	DeclRange hcl.Range
+	// RefreshEvery is refresh_every: a result of the image's first guest step (its boot, with the package
+	// upgrade) older than this is built again, and with it everything after it; 0 means never.
+	RefreshEvery time.Duration
+	DeclRange    hcl.Range
 }
 
 // Source says where the image's first disk comes from: exactly one of URL, Path and Image is set.
@@ -129,8 +132,11 @@ type Provisioner struct {
 	Environment map[string]string
 	Sudo        bool
 	Timeout     time.Duration
-	DeclRange   hcl.Range
-	VarRefs     []string
+	// RefreshEvery: a result of this provisioner older than this is built again, and everything after it;
+	// 0 means never.
+	RefreshEvery time.Duration
+	DeclRange    hcl.Range
+	VarRefs      []string
 }
 
 // Upload copies a file or literal content into the guest before the provisioner's commands run.

@@ -110,3 +110,51 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+var agePart = regexp.MustCompile(`([0-9]+)([a-z]+)`)
+
+// ageUnits are the units of ParseAge: Go's hours, minutes and seconds, and the days and weeks that a
+// freshness rule is written in.
+var ageUnits = map[string]time.Duration{"w": 7 * 24 * time.Hour, "d": 24 * time.Hour, "h": time.Hour, "m": time.Minute, "s": time.Second}
+
+// ParseAge reads an age such as "7d", "2w", "36h" or "1d12h" (w, d, h, m, s; no fractions), as refresh_every
+// takes it: Go's durations stop at hours, and nobody writes a week as "168h".
+func ParseAge(s string) (time.Duration, error) {
+	t := strings.ReplaceAll(strings.TrimSpace(s), " ", "")
+	var total time.Duration
+	rest := agePart.ReplaceAllStringFunc(t, func(part string) string {
+		m := agePart.FindStringSubmatch(part)
+		unit, ok := ageUnits[m[2]]
+		n, err := strconv.ParseInt(m[1], 10, 32)
+		if !ok || err != nil {
+			return part
+		}
+		total += time.Duration(n) * unit
+		return ""
+	})
+	if t == "" || rest != "" {
+		return 0, fmt.Errorf("%q is not an age; write it like \"7d\", \"2w\" or \"36h\" (w, d, h, m, s)", s)
+	}
+	if total <= 0 {
+		return 0, fmt.Errorf("%q must be longer than zero", s)
+	}
+	return total, nil
+}
+
+// FormatAge prints an age the way ParseAge reads it, in whole days when it has them: "9d", "7d12h", "3h".
+func FormatAge(d time.Duration) string {
+	var b strings.Builder
+	for _, u := range []struct {
+		name string
+		n    time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}} {
+		if d >= u.n {
+			fmt.Fprintf(&b, "%d%s", d/u.n, u.name)
+			d %= u.n
+		}
+	}
+	if b.Len() == 0 {
+		return "0s"
+	}
+	return b.String()
+}

@@ -83,3 +83,25 @@ func TestCheckChecksum(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAge(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour,
+		" 90m ": 90 * time.Minute, "1w 2d": 9 * 24 * time.Hour, "45s": 45 * time.Second,
+	} {
+		got, err := ParseAge(in)
+		if err != nil || got != want {
+			t.Errorf("ParseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "7", "7 days", "1.5d", "0d", "d", "-1d", "7y"} {
+		if got, err := ParseAge(in); err == nil {
+			t.Errorf("ParseAge(%q) = %v, want an error", in, got)
+		}
+	}
+	for d, want := range map[time.Duration]string{9 * 24 * time.Hour: "9d", 180 * time.Hour: "7d12h", 3 * time.Hour: "3h", 0: "0s", 90 * time.Second: "1m30s"} {
+		if got := FormatAge(d); got != want {
+			t.Errorf("FormatAge(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -38,6 +38,12 @@ type Engine struct {
 	// KeepOnError keeps a failed guest session's VM running until the apply is cancelled, with a way to
 	// log in (apply -on-error=keep).
 	KeepOnError bool
+	// Only and Except choose images by name or glob (path.Match), as -only and -except; the images a chosen
+	// one derives from are planned too. Empty means all.
+	Only, Except []string
+	// Replace names steps by address ("image.kind.name") that apply builds again although their keys are
+	// cached, with everything after them (-replace).
+	Replace []string
 	// Parallelism bounds the steps that run at once; 0 means 2.
 	Parallelism int
 	// DebugKeys logs every input hashed into each key (IMGFORM_DEBUG_KEYS=1).

@@ -47,8 +47,13 @@ type Plan struct {
 
 // ImagePlan lists the steps of one image in run order.
 type ImagePlan struct {
-	Name  string      `json:"name"`
-	Steps []*StepPlan `json:"steps"`
+	Name string `json:"name"`
+	// Selection is set when -only or -except chose images: why this one is in the plan although it was not
+	// chosen (an image a chosen one derives from), or that it was left out. Empty for a chosen image.
+	Selection string `json:"selection,omitempty"`
+	// LeftOut is set for an image that -only or -except left out: none of its steps runs.
+	LeftOut bool        `json:"left_out,omitempty"`
+	Steps   []*StepPlan `json:"steps"`
 }
 
 // StepPlan is one step of the plan: plain data, as the CLI and -json show it. The address's fields are
@@ -56,7 +61,9 @@ type ImagePlan struct {
 type StepPlan struct {
 	step.Address
 	// ID is Address.ID(), the step's name in records and manifests.
-	ID      string   `json:"id"`
+	ID string `json:"id"`
+	// Ref is the address as -replace takes it: "debian-12-base.provision.motd".
+	Ref     string   `json:"ref"`
 	Label   string   `json:"label"`
 	Key     string   `json:"key"`
 	Action  Action   `json:"action"`
@@ -115,6 +122,11 @@ type planned struct {
 	rows       map[*step.Step]*StepPlan
 	// shared carries what the kinds worked out while keying (a resolved source checksum) to their runs.
 	shared *step.Shared
+	// tokens are the rebuild tokens in the keys (rebuild.go), forced says why a step builds again although
+	// its key was cached (-replace, refresh_every), selected what -only and -except leave in (select.go).
+	tokens   map[*step.Step]string
+	forced   map[*step.Step]string
+	selected *selection
 }
 
 // makePlan computes every key, looks each up and decides what runs. It downloads nothing but sums files.
@@ -125,18 +137,27 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 	if err != nil {
 		return nil, err
 	}
+	selected, err := e.selectImages(cfg)
+	if err != nil {
+		return nil, err
+	}
 	kc, err := e.keyContext(cfg)
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range g.Steps {
-		b := step.NewKeyBuilder(kc, s)
-		if err := s.Kind.Key(ctx, kc, s, b); err != nil {
-			return nil, err
-		}
-		if s.Key, s.Inputs, err = b.Sum(); err != nil {
-			return nil, err
-		}
+	rec, err := e.Store.LoadRecord(recordID(cfg))
+	if errors.Is(err, state.ErrRecordDamaged) {
+		// The record only explains changes and remembers outputs: without it every step is looked up in the
+		// store as usual, outputs are written again, and this apply's record replaces the damaged one.
+		e.hooks().Message(LevelWarn, fmt.Sprintf("%v; planning as for a first apply (the next apply replaces it)", err))
+		rec, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tokens, forced, err := e.keyAll(ctx, kc, g, rec)
+	if err != nil {
+		return nil, err
 	}
 	if hold != nil {
 		keys := make([]state.Key, len(g.Steps))
@@ -150,17 +171,7 @@ func (e *Engine) makePlan(ctx context.Context, cfg *config.Config, hold func(key
 	if err := kc.Files.Save(); err != nil {
 		e.hooks().Message(LevelWarn, fmt.Sprintf("could not save the file hash cache: %v", err))
 	}
-	rec, err := e.Store.LoadRecord(recordID(cfg))
-	if errors.Is(err, state.ErrRecordDamaged) {
-		// The record only explains changes and remembers outputs: without it every step is looked up in the
-		// store as usual, outputs are written again, and this apply's record replaces the damaged one.
-		e.hooks().Message(LevelWarn, fmt.Sprintf("%v; planning as for a first apply (the next apply replaces it)", err))
-		rec, err = nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	p := &planned{graph: g, record: rec, present: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, shared: kc.Shared,
+	p := &planned{graph: g, record: rec, tokens: tokens, forced: forced, selected: selected, present: map[*step.Step]bool{}, skipped: map[*step.Step]bool{}, shared: kc.Shared,
 		remote: map[*step.Step]remote.Entry{}, pulled: map[*step.Step]bool{}, pullFailed: map[*step.Step]error{},
 		restorable: map[*step.Step]bool{}, unpushed: map[*step.Step]bool{}}
 	for _, s := range g.Steps {
@@ -232,7 +243,7 @@ func (e *Engine) walkNeeds(p *planned) {
 		}
 	}
 	for _, s := range g.Steps {
-		if !inner[s] && !p.skipped[s] {
+		if !inner[s] && !p.skipped[s] && p.selected.has(s.Image.Name) {
 			needed[s] = true
 		}
 	}
@@ -347,17 +358,21 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 	for _, s := range p.graph.Steps {
 		ip := byImage[s.Image.Name]
 		if ip == nil {
-			ip = &ImagePlan{Name: s.Image.Name}
+			ip = &ImagePlan{Name: s.Image.Name, Selection: p.selected.note(s.Image.Name), LeftOut: !p.selected.has(s.Image.Name)}
 			byImage[s.Image.Name] = ip
 			plan.Images = append(plan.Images, ip)
 		}
 		_, verifies := s.Kind.(step.Verifier)
-		sp := &StepPlan{Address: s.Addr, ID: s.Addr.ID(), Label: s.Label(), Key: s.Key.String(), Output: outputFile(s), Verifies: verifies}
+		sp := &StepPlan{Address: s.Addr, ID: s.Addr.ID(), Ref: s.Addr.Ref(), Label: s.Label(), Key: s.Key.String(), Output: outputFile(s), Verifies: verifies}
 		p.rows[s] = sp
 		switch {
 		case p.run[s] && p.restorable[s]:
 			sp.Action = ActionRun
 			sp.Reasons = []string{fmt.Sprintf("output %s is written from the cache (key %s): nothing is rebuilt", outputFile(s), s.Key.Short())}
+			plan.ToRun++
+		case p.run[s] && p.forced[s] != "":
+			sp.Action = ActionRun
+			sp.Reasons = []string{p.forced[s]}
 			plan.ToRun++
 		case p.run[s]:
 			sp.Action = ActionRun
@@ -383,6 +398,10 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 		case p.skipped[s]:
 			sp.Action = ActionSkip
 			sp.Reasons = []string{"-skip-tests: the outputs of this image will be marked unverified"}
+			plan.Skipped++
+		case !p.selected.has(s.Image.Name):
+			sp.Action = ActionSkip
+			sp.Reasons = []string{p.selected.why(s.Image.Name)}
 			plan.Skipped++
 		default:
 			sp.Action = ActionSkip
@@ -456,6 +475,8 @@ func (p *planned) explain(s *step.Step, c state.InputChange) string {
 		return c.String()
 	case step.InputKind:
 		return "imgform's implementation of this step changed"
+	case step.InputRebuild:
+		return "it is built again (-replace or refresh_every)"
 	}
 	if ex, ok := s.Kind.(step.Explainer); ok {
 		if text := ex.Explain(*in); text != "" {

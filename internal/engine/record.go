@@ -30,7 +30,7 @@ func (e *Engine) saveRecord(cfg *config.Config, p *planned, a *applier) error {
 			ir = &state.ImageRecord{}
 			rec.Images[s.Image.Name] = ir
 		}
-		sr := state.StepRecord{Name: s.Addr.ID(), Kind: s.Addr.Kind, Key: s.Key, Inputs: inputDigests(s.Inputs)}
+		sr := state.StepRecord{Name: s.Addr.ID(), Kind: s.Addr.Kind, Key: s.Key, Inputs: inputDigests(s.Inputs), Rebuild: p.tokens[s]}
 		r := a.results[s]
 		ok := p.present[s] || (r != nil && (r.status == StatusDone || r.status == StatusCached || r.status == StatusPulled || r.status == StatusRestored))
 		if !ok {

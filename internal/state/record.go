@@ -63,6 +63,10 @@ type StepRecord struct {
 	Inputs map[string]string `json:"inputs,omitempty"`
 	// Outputs the step wrote outside the store, such as exported images.
 	Outputs []OutputRecord `json:"outputs,omitempty"`
+	// Rebuild is the token that entered the key when the step was built again although its key was cached
+	// (-replace: random; refresh_every: derived from the key it replaced). Plans put it into the key again,
+	// so the rebuilt result stays cached. Never a value of the configuration.
+	Rebuild string `json:"rebuild,omitempty"`
 }
 
 // OutputRecord is a file apply wrote outside the store, as it was right after writing.

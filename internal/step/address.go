@@ -29,3 +29,13 @@ func (a Address) Label() string {
 }
 
 func (a Address) String() string { return a.ID() }
+
+// Ref is the address as the plan prints it and -replace takes it: "debian-12-base.provision.motd". Names of
+// images, kinds and steps hold no dots, so it is unambiguous.
+func (a Address) Ref() string {
+	ref := a.Image + "." + a.Kind
+	if a.Name != "" {
+		ref += "." + a.Name
+	}
+	return ref
+}

@@ -59,6 +59,7 @@ const (
 	InputScript   InputType = "script"   // the text of a script imgform runs in the guest
 	InputSource   InputType = "source"   // what identifies a source image (checksum, file, URL)
 	InputVariable InputType = "variable" // a variable the step reads: explanation only, not in the key
+	InputRebuild  InputType = "rebuild"  // the token of a build forced by -replace or refresh_every
 )
 
 // Input is one named part of a key. Digest is "sha256:<hex>" of the part (a keyed digest for sensitive

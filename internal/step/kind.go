@@ -2,6 +2,7 @@ package step
 
 import (
 	"context"
+	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/state"
@@ -125,4 +126,11 @@ const TestedLayerAttr = "tested_layer_sha256"
 type Verifier interface {
 	// CachedReport reads the report a passed step stored in its object.
 	CachedReport(obj *state.Object) (*TestReport, error)
+}
+
+// Refresher is implemented by kinds whose steps carry their own freshness rule (a provisioner's
+// refresh_every): a result older than RefreshEvery (0: never) is built again, and everything after it.
+// The image's refresh_every applies to its first guest step, whatever its kind.
+type Refresher interface {
+	RefreshEvery(s *Step) time.Duration
 }

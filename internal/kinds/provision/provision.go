@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
 	"gitlab.com/imgform/imgform/internal/step"
@@ -35,6 +36,10 @@ func (Kind) Instances(img *config.Image) []step.Instance {
 }
 
 func provisioner(s *step.Step) *config.Provisioner { return s.Config.(*config.Provisioner) }
+
+// RefreshEvery is the block's refresh_every (step.Refresher); it is not in the key: a rebuild it asks for
+// changes the key through the engine's rebuild token.
+func (Kind) RefreshEvery(s *step.Step) time.Duration { return provisioner(s).RefreshEvery }
 
 // Key: the layer before, the block (commands, environment, sudo, uploads) and the content of its script and
 // uploaded files.
