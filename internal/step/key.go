@@ -206,9 +206,15 @@ func (b *KeyBuilder) File(ctx context.Context, role, path string) error {
 // HashFile returns the hex sha256 of a local file of the configuration and remembers it for the step's
 // run, which checks that what it copies or uploads is what the key was made from (Shared.CheckFile).
 func (kc *KeyContext) HashFile(ctx context.Context, path string) (string, error) {
-	abs := kc.Path(path)
-	h, err := kc.Files.Hash(ctx, abs)
+	p := kc.Path(path)
+	h, err := kc.Files.Hash(ctx, p)
 	if err == nil && kc.Shared != nil {
+		// The configuration folder is often relative ("." by default): remember the digest under the
+		// absolute path, which is how the run looks it up, wherever its path comes from.
+		abs, aerr := filepath.Abs(p)
+		if aerr != nil {
+			return "", aerr
+		}
 		kc.Shared.Set(fileDigestName(abs), h)
 	}
 	return h, err
@@ -232,9 +238,18 @@ func (sh *Shared) FileDigest(path string) (string, bool) {
 
 // CheckFile fails when the file at path, whose content a step has just read (hex sha256 got), is not the
 // content its key was made from: a file edited during an apply must not be stored under the old key.
+//
+// A file the plan did not hash is refused too: every file a step reads enters its key, so a missing digest
+// means that the run reads another path than the plan hashed, and nothing would be checked.
 func (sh *Shared) CheckFile(path, got string) error {
+	if sh == nil {
+		return nil
+	}
 	want, ok := sh.FileDigest(path)
-	if !ok || want == got {
+	if !ok {
+		return fmt.Errorf("%s was read by the step but not hashed into its key (a bug in imgform): refusing to store a result that could be keyed by other content", path)
+	}
+	if want == got {
 		return nil
 	}
 	return fmt.Errorf("%s changed while imgform ran (sha256 %s when planned, %s when read): its result would be stored under the old content's key; run apply again", path, short(want), short(got))

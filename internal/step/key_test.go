@@ -2,6 +2,8 @@ package step
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -85,5 +87,40 @@ func TestKeyInputs(t *testing.T) {
 	}
 	if in1[4].Digest == in2[4].Digest || in1[4].Digest == Digest([]byte(`"hunter2"`)) {
 		t.Errorf("sensitive variable digest %s is not keyed by the salt", in1[4].Digest)
+	}
+}
+
+// The digest a plan keyed a file with is found again by the run when the configuration folder is relative
+// (imgform apply with no folder is "."): an edit between plan and run is caught, and a file the plan never
+// hashed is refused rather than passed unchecked.
+func TestCheckFileWithRelativeConfigFolder(t *testing.T) {
+	work := t.TempDir()
+	t.Chdir(work)
+	if err := os.MkdirAll("cfg/scripts", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("cfg/scripts/a.sh", []byte("echo a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kc := &KeyContext{Config: &config.Config{Dir: "cfg"}, Files: OpenFileHasher(t.TempDir()), Shared: &Shared{}}
+	planned, err := kc.HashFile(context.Background(), "scripts/a.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run reads the file by its path under the configuration folder, relative or absolute.
+	for _, p := range []string{filepath.Join("cfg", "scripts", "a.sh"), filepath.Join(work, "cfg", "scripts", "a.sh")} {
+		if err := kc.Shared.CheckFile(p, planned); err != nil {
+			t.Errorf("unchanged %s: %v", p, err)
+		}
+		if err := kc.Shared.CheckFile(p, strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "changed while imgform ran") {
+			t.Errorf("edited %s: %v", p, err)
+		}
+	}
+	if err := kc.Shared.CheckFile("cfg/scripts/other.sh", planned); err == nil || !strings.Contains(err.Error(), "not hashed into its key") {
+		t.Errorf("a file the plan did not hash: %v", err)
+	}
+	var none *Shared
+	if err := none.CheckFile("cfg/scripts/other.sh", planned); err != nil {
+		t.Errorf("no shared values (nothing to check against): %v", err)
 	}
 }
