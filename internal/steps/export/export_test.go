@@ -286,7 +286,7 @@ func TestExportErrors(t *testing.T) {
 			req: func(out string) Request {
 				return Request{Source: filepath.Join(srcDir, "nope.qcow2"), Dest: filepath.Join(out, "d")}
 			},
-			want: []string{"not a readable disk image", "Could not open", "No such file"},
+			want: []string{"not a readable disk image", "no such file or directory"},
 		},
 		"source is a folder": {
 			req:  func(out string) Request { return Request{Source: srcDir, Dest: filepath.Join(out, "d")} },

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"gitlab.com/imgform/imgform/internal/steps/qemu"
 )
 
 // sourceInfo is what qemu-img tells about the source and its backing chain.
@@ -50,9 +52,19 @@ var compressedMagic = []struct {
 // It reads with -U (force-share): info only reads metadata, and running it while QEMU still holds the
 // image is harmless; the convert that follows does take the lock (see flatten), so an image that is
 // still being written is never copied.
+//
+// The format is given (-f), read from the file's magic, so that qemu-img never guesses one from content;
+// the layers below come with their formats written (qemu.CheckChainWithin checked them before).
 func inspect(ctx context.Context, env *env, src string) (sourceInfo, error) {
+	if fi, err := os.Stat(src); err == nil && !fi.Mode().IsRegular() {
+		return sourceInfo{}, fmt.Errorf("source %s is not a readable disk image: it is not a regular file", src)
+	}
+	format, err := qemu.ProbeFormat(src)
+	if err != nil {
+		return sourceInfo{}, fmt.Errorf("source %s is not a readable disk image: %w", src, err)
+	}
 	var out bytes.Buffer
-	err := qemuImg(ctx, env, &out, "info", "--output=json", "--backing-chain", "-U", src)
+	err = qemuImg(ctx, env, &out, "info", "-f", format, "--output=json", "--backing-chain", "-U", src)
 	if err != nil {
 		return sourceInfo{}, fmt.Errorf("source %s is not a readable disk image: %w", src, err)
 	}

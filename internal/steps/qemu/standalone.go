@@ -28,7 +28,11 @@ type qcow2Header struct {
 	BackingOffset uint64
 	BackingSize   uint32
 	Incompatible  uint64 // version 3 only
+	HeaderLength  uint32 // version 3 only; 72 for version 2
 }
+
+// qcow2ExtBackingFormat is the header extension that holds the backing file's format.
+const qcow2ExtBackingFormat = 0xe2792aca
 
 // readQcow2Header reads the header of a qcow2 image; ok is false when f is not one.
 func readQcow2Header(f io.ReaderAt) (h qcow2Header, ok bool, err error) {
@@ -51,8 +55,46 @@ func readQcow2Header(f io.ReaderAt) (h qcow2Header, ok bool, err error) {
 			return h, true, errors.New("the qcow2 version 3 header is cut short")
 		}
 		h.Incompatible = binary.BigEndian.Uint64(b[72:80])
+		if n >= 104 {
+			h.HeaderLength = binary.BigEndian.Uint32(b[100:104])
+		}
 	}
 	return h, true, nil
+}
+
+// backingFormat reads the backing file's format from the header extensions ("" when none is written:
+// QEMU then guesses it from the backing file's content).
+func (h qcow2Header) backingFormat(f io.ReaderAt) (string, error) {
+	off := int64(72)
+	if h.Version >= 3 {
+		if h.HeaderLength < 104 || h.HeaderLength > 4096 {
+			return "", fmt.Errorf("the qcow2 header length %d is not valid", h.HeaderLength)
+		}
+		off = int64(h.HeaderLength)
+	}
+	// Extensions end with type 0, and before the first cluster (at least 512 bytes into the file).
+	for i := 0; i < 64; i++ {
+		var e [8]byte
+		if _, err := f.ReadAt(e[:], off); err != nil {
+			return "", fmt.Errorf("reading the qcow2 header extensions: %w", err)
+		}
+		typ, length := binary.BigEndian.Uint32(e[0:4]), binary.BigEndian.Uint32(e[4:8])
+		if typ == 0 {
+			return "", nil
+		}
+		if length > 65536 {
+			return "", fmt.Errorf("a qcow2 header extension of %d bytes", length)
+		}
+		if typ == qcow2ExtBackingFormat {
+			b := make([]byte, length)
+			if _, err := f.ReadAt(b, off+8); err != nil {
+				return "", fmt.Errorf("reading the backing format: %w", err)
+			}
+			return string(b), nil
+		}
+		off += 8 + (int64(length)+7)/8*8
+	}
+	return "", errors.New("too many qcow2 header extensions")
 }
 
 // backingName reads the backing file's name as written in the header ("" when there is none).
@@ -112,9 +154,10 @@ func CheckStandalone(path, format string) error {
 // named is what an image's header says about other files: whether it is qcow2 at all, its backing file as
 // written ("" for none) and whether it has an external data file.
 type named struct {
-	qcow2    bool
-	backing  string
-	dataFile bool
+	qcow2         bool
+	backing       string
+	backingFormat string // as written in the header; "" when QEMU would guess it
+	dataFile      bool
 }
 
 // namedFiles reads the header of the image at path (a raw file names nothing).
@@ -135,7 +178,10 @@ func namedFiles(path string) (named, error) {
 	if n.dataFile {
 		return n, nil // the data file's name is in an extension; having one at all is refused
 	}
-	n.backing, err = h.backingName(f)
+	if n.backing, err = h.backingName(f); err != nil || n.backing == "" {
+		return n, err
+	}
+	n.backingFormat, err = h.backingFormat(f)
 	return n, err
 }
 
@@ -144,10 +190,18 @@ func namedFiles(path string) (named, error) {
 // no layer has an external data file, and the bottom of the chain is a raw file or a standalone qcow2
 // image. Layers the store holds name their backing files by relative paths inside it; anything else means a
 // damaged or planted file.
+//
+// Symbolic links are followed before the check, so a link inside the store cannot lead out of it. Each
+// backing file's format must be written as qcow2 or raw (the only formats of layers and sources), or be
+// left out over a qcow2 file: QEMU guesses a format that is not written, and a file of the store read as
+// vmdk, say, could name files of the host again.
 func CheckChainWithin(path, root string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
+	}
+	if resolved, err := filepath.EvalSymlinks(root); err == nil {
+		root = resolved
 	}
 	for depth := 0; ; depth++ {
 		if depth > 1000 {
@@ -157,8 +211,12 @@ func CheckChainWithin(path, root string) error {
 		if err != nil {
 			return err
 		}
-		if !strings.HasPrefix(abs, root+string(filepath.Separator)) {
+		inside := func(p string) bool { return strings.HasPrefix(p, root+string(filepath.Separator)) }
+		if !inside(abs) {
 			return fmt.Errorf("%s is outside the cache (%s): a layer chain must live in the cache", abs, root)
+		}
+		if resolved, err := filepath.EvalSymlinks(abs); err == nil && !inside(resolved) {
+			return fmt.Errorf("%s leads to %s, outside the cache (%s): a layer chain must live in the cache", abs, resolved, root)
 		}
 		next, err := backingOf(abs)
 		if err != nil || next == "" {
@@ -187,5 +245,15 @@ func backingOf(path string) (string, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(path), name)
 	}
-	return filepath.Clean(name), nil
+	name = filepath.Clean(name)
+	switch n.backingFormat {
+	case "qcow2", "raw":
+	case "":
+		if format, err := ProbeFormat(name); err != nil || format != "qcow2" {
+			return "", fmt.Errorf("%s names its backing file %s without a format, and that file is not qcow2: QEMU would guess its format", path, name)
+		}
+	default:
+		return "", fmt.Errorf("%s reads its backing file as %q: layers and sources in the cache are qcow2 or raw", path, n.backingFormat)
+	}
+	return name, nil
 }

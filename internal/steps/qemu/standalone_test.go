@@ -1,6 +1,7 @@
 package qemu_test
 
 import (
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,12 +86,32 @@ func TestCheckChainWithin(t *testing.T) {
 	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-b", "../a/evil.qcow2", "-F", "qcow2", "b/on-evil.qcow2")
 	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-u", "-b", "nbd://127.0.0.1:10809", "-F", "raw", "c/nbd.qcow2", "16M")
 	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-u", "-b", "../../"+filepath.Base(root)+"-other/x.qcow2", "-F", "qcow2", "c/escape.qcow2", "16M")
+	// A backing format other than qcow2 or raw, or none over a file that is not qcow2 (QEMU would guess).
+	if err := os.WriteFile(filepath.Join(root, "a", "plain.raw"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-u", "-b", "../a/disk.qcow2", "-F", "vmdk", "b/as-vmdk.qcow2", "16M")
+	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-b", "../a/plain.raw", "-F", "raw", "b/unnamed-raw.qcow2")
+	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-b", "../a/disk.qcow2", "-F", "qcow2", "b/unnamed-qcow2.qcow2")
+	dropBackingFormat(t, filepath.Join(root, "b", "unnamed-raw.qcow2"))
+	dropBackingFormat(t, filepath.Join(root, "b", "unnamed-qcow2.qcow2"))
+	// A symbolic link inside the cache that leads out of it.
+	if err := os.Symlink(filepath.Join(outside, "host.raw"), filepath.Join(root, "a", "link.raw")); err != nil {
+		t.Fatal(err)
+	}
+	qemuImg(t, root, "create", "-q", "-f", "qcow2", "-b", "../a/link.raw", "-F", "raw", "b/on-link.qcow2")
 	for name, want := range map[string]string{
-		"c/disk.qcow2":    "",
-		"a/disk.qcow2":    "",
-		"b/on-evil.qcow2": "is outside the cache",
-		"c/nbd.qcow2":     "through a protocol",
-		"c/escape.qcow2":  "is outside the cache",
+		"c/disk.qcow2":           "",
+		"a/disk.qcow2":           "",
+		"b/on-evil.qcow2":        "is outside the cache",
+		"c/nbd.qcow2":            "through a protocol",
+		"c/escape.qcow2":         "is outside the cache",
+		"b/as-vmdk.qcow2":        `reads its backing file as "vmdk"`,
+		"b/unnamed-raw.qcow2":    "without a format, and that file is not qcow2",
+		"b/unnamed-qcow2.qcow2":  "",
+		"b/on-link.qcow2":        "outside the cache",
+		"a/link.raw":             "outside the cache",
+		"b/../a/../c/disk.qcow2": "",
 	} {
 		err := qemu.CheckChainWithin(filepath.Join(root, name), root)
 		switch {
@@ -102,5 +123,28 @@ func TestCheckChainWithin(t *testing.T) {
 	}
 	if err := qemu.CheckChainWithin(filepath.Join(outside, "host.raw"), root); err == nil {
 		t.Error("a disk outside the cache passed")
+	}
+}
+
+// dropBackingFormat ends the header extensions of a qcow2 version 3 image before its first one, the backing
+// format that qemu-img always writes: what an image made by another tool may look like.
+func dropBackingFormat(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	var b [104]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		t.Fatal(err)
+	}
+	headerLength := int64(binary.BigEndian.Uint32(b[100:104]))
+	var ext [4]byte
+	if _, err := f.ReadAt(ext[:], headerLength); err != nil || binary.BigEndian.Uint32(ext[:]) != 0xe2792aca {
+		t.Fatalf("%s: the first header extension is %x, not the backing format (%v)", path, ext, err)
+	}
+	if _, err := f.WriteAt(make([]byte, 4), headerLength); err != nil {
+		t.Fatal(err)
 	}
 }
