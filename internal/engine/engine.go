@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -136,9 +138,14 @@ func (e *Engine) salt() ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	if err := fsutil.WriteFileAtomic(path, b, 0o600); err != nil {
+	// Two first applies on a new store may race here: the first salt written wins (a rename would let the
+	// second replace the one the first has already keyed with), and both read it back.
+	if err := fsutil.WriteFileOnce(path, b, 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("writing the store's salt: %w", err)
 	}
-	// Two processes may race here; read back so both use the same salt.
-	return os.ReadFile(path)
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) != 32 {
+		err = fmt.Errorf("%s holds %d bytes, not 32: remove it (keys of steps with sensitive values change once)", path, len(b))
+	}
+	return b, err
 }

@@ -178,3 +178,29 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return f.Commit()
 }
+
+// WriteFileOnce writes data to path, atomically and durably, unless path exists: of several writers that
+// race, the first wins and the others get an error wrapping fs.ErrExist, so all of them can then read the
+// same content. The file is linked into place (link(2) never replaces), so no reader sees a part of it.
+func WriteFileOnce(path string, data []byte, perm os.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), TempPrefix(path))
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() { err = errors.Join(err, RemoveIfExists(tmp)) }()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = SyncFile(f)
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -218,5 +220,43 @@ func TestTempPrefix(t *testing.T) {
 		if got := TempPrefix(path); got != want {
 			t.Errorf("TempPrefix(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// Racing writers of WriteFileOnce: one wins, the others get fs.ErrExist and the file holds the winner's
+// data, whole; no temp file stays.
+func TestWriteFileOnceRace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "salt")
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = WriteFileOnce(path, bytes.Repeat([]byte{byte('a' + i)}, 4096), 0o600)
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Fatalf("writers %d and %d both won", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, fs.ErrExist):
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || won < 0 || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + won)}, 4096)) {
+		t.Fatalf("winner %d, content %.8q..., %v", won, got, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v %v", fi.Mode(), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
 	}
 }
