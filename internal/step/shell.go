@@ -30,11 +30,25 @@ func CommandFor(ctx context.Context, sh Shell, shared *Shared, configDir, kind, 
 		if err := UploadChecked(ctx, sh, shared, local, remote, ssh.UploadOptions{Mode: 0o700}); err != nil {
 			return "", fmt.Errorf("upload of script %s: %w", script, err)
 		}
-		return fmt.Sprintf("%s; rc=$?; rm -f %s; exit $rc", ssh.Quote(remote), ssh.Quote(remote)), nil
+		return fmt.Sprintf(scriptCommand, ssh.Quote(remote), ssh.Quote(remote)), nil
 	case len(inline) > 0:
-		return "set -e\n" + strings.Join(inline, "\n"), nil
+		return inlinePrelude + strings.Join(inline, "\n"), nil
 	}
 	return "", nil
+}
+
+// What CommandFor puts around a script and before inline commands: a change of either changes what the
+// commands do (set -e stops at the first failing line), so both are in GuestCommandText.
+const (
+	scriptCommand = "%s; rc=$?; rm -f %s; exit $rc"
+	inlinePrelude = "set -e\n"
+)
+
+// GuestCommandText is every text imgform wraps around the commands of a provisioner or test in the guest
+// (CommandFor's and the ssh package's): the keys of those steps hold it, like the text of any script
+// imgform runs in the guest, so that a change of it builds their results again instead of reusing the old.
+func GuestCommandText() string {
+	return scriptCommand + "\n" + inlinePrelude + ssh.GuestScripts()
 }
 
 // UploadChecked uploads a local file, hashing what it sends, and fails when that is not the content the

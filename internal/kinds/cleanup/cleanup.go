@@ -45,6 +45,7 @@ func (Kind) Key(_ context.Context, _ *step.KeyContext, s *step.Step, b *step.Key
 		return err
 	}
 	b.Script("cleanup script", scriptOf(s.Image))
+	b.Script("command wrapper", step.GuestCommandText()) // the script runs through the ssh package's wrapper
 	b.Variables(c.VarRefs, s.Image.NetworkVarRefs())
 	return nil
 }

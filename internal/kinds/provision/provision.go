@@ -41,8 +41,8 @@ func provisioner(s *step.Step) *config.Provisioner { return s.Config.(*config.Pr
 // changes the key through the engine's rebuild token.
 func (Kind) RefreshEvery(s *step.Step) time.Duration { return provisioner(s).RefreshEvery }
 
-// Key: the layer before, the block (commands, environment, sudo, uploads) and the content of its script and
-// uploaded files.
+// Key: the layer before, the block (commands, environment, sudo, uploads), the content of its script and
+// uploaded files, and the text imgform wraps around its commands and uploads in the guest.
 func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.KeyBuilder) error {
 	b.Step(s.Parent)
 	p := provisioner(s)
@@ -67,6 +67,7 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 	if err := b.Config("provisioner", conf); err != nil {
 		return err
 	}
+	b.Script("command wrapper", step.GuestCommandText())
 	if err := b.File(ctx, "script", p.Script); err != nil {
 		return fmt.Errorf("provisioner %q: %w", p.Name, err)
 	}

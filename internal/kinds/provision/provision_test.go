@@ -132,3 +132,29 @@ func TestRunGuestRefusesFilesChangedSincePlan(t *testing.T) {
 		})
 	}
 }
+
+// The key holds the text imgform wraps around the commands in the guest (set -e before inline commands,
+// the ssh package's run and upload scripts): a change of it must build provisioners again.
+func TestKeyHoldsTheCommandWrapper(t *testing.T) {
+	p := &config.Provisioner{Name: "one", Inline: []string{"true"}}
+	parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}}
+	s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: "one"}, Kind: Kind{}, Config: p, Parent: parent}
+	kc := &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}
+	b := step.NewKeyBuilder(kc, s)
+	if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
+		t.Fatal(err)
+	}
+	_, inputs, err := b.Sum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range inputs {
+		if in.Name == "command wrapper" && in.Type == step.InputScript && in.Digest == step.Digest([]byte(step.GuestCommandText())) {
+			if text := step.GuestCommandText(); !strings.Contains(text, "set -e") || !strings.Contains(text, "imgform-run") {
+				t.Errorf("GuestCommandText lacks the inline prelude or the run wrapper:\n%s", text)
+			}
+			return
+		}
+	}
+	t.Fatalf("inputs %+v: no command wrapper input", inputs)
+}

@@ -42,9 +42,9 @@ func (Kind) Instances(img *config.Image) []step.Instance {
 const reportFile = "report.json"
 
 // Key: the final layer, the machine type and firmware the instance boots with, the smoke_test settings with
-// the full text of every built-in check and the test user-data (steps/smoke), and each test block with its
-// script's content. Out: the throwaway key, the instance-id and the MAC address, which are new on every
-// run by design.
+// the full text of every built-in check and the test user-data (steps/smoke), each test block with its
+// script's content, and the text imgform wraps around the commands of test blocks. Out: the throwaway
+// key, the instance-id and the MAC address, which are new on every run by design.
 func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.KeyBuilder) error {
 	b.Step(s.Parent)
 	img := s.Image
@@ -62,6 +62,7 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 		return err
 	}
 	refs := [][]string{img.SmokeTest.VarRefs, m.VarRefs}
+	b.Script("command wrapper", step.GuestCommandText())
 	for _, t := range img.Tests {
 		if err := b.Config("test "+t.Name, struct {
 			Inline []string `json:"inline,omitempty"`
@@ -84,8 +85,10 @@ func (Kind) Explain(in step.Input) string {
 	switch {
 	case in.Name == "smoke_test":
 		return "the built-in checks changed (smoke_test block, cleanup or network blocks, or imgform's checks)"
-	case in.Type == step.InputConfig && len(in.Name) > 5 && in.Name[:5] == "test ":
-		return fmt.Sprintf("the %s block changed", in.Name)
+	case in.Name == "machine" || in.Name == "smoke_test settings":
+		return "" // the engine's words: "its machine configuration changed"
+	case in.Type == step.InputConfig:
+		return fmt.Sprintf("the %s block changed", in.Name) // "test NAME": every other config input is a test block
 	}
 	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -54,6 +55,13 @@ wait "$pid"
 rc=$?
 kill "$watch" 2>/dev/null
 exit "$rc"`
+
+// GuestScripts is the text of what this package runs in the guest around every command (the wrapper and
+// the sudo that goes outside it) and every upload. A step whose result is made by such commands puts it
+// into its key (step.GuestCommandText), so that a change here never reuses results made the old way.
+func GuestScripts() string {
+	return strings.Join([]string{"sudo -n -- sh -c", runWrapper, uploadPrepare, uploadCommit}, "\n")
+}
 
 // commandLine returns what is sent to sshd, which holds no part of the command or its environment, and
 // the script that goes to the wrapper's standard input: the environment exports and cmd. sudo goes outside
