@@ -1,6 +1,7 @@
 package step
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -87,20 +88,28 @@ type LineTail struct {
 
 var _ io.Writer = (*LineTail)(nil)
 
-// tailLines is how many lines an error message shows.
-const tailLines = 20
+// tailLines is how many lines an error message shows; maxLine is the longest line passed on whole.
+const (
+	tailLines = 20
+	maxLine   = 64 << 10
+)
 
 func (t *LineTail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
 	for {
-		i := strings.IndexByte(string(t.buf), '\n')
+		i, skip := bytes.IndexByte(t.buf, '\n'), 1
+		if i < 0 && len(t.buf) > maxLine {
+			// A command that writes without newlines (a progress bar, binary output) is passed on in
+			// pieces, so that the buffer stays bounded and its search linear.
+			i, skip = maxLine, 0
+		}
 		if i < 0 {
 			break
 		}
 		line := strings.TrimRight(string(t.buf[:i]), "\r")
-		t.buf = t.buf[i+1:]
+		t.buf = t.buf[i+skip:]
 		if t.Emit != nil {
 			t.Emit(line)
 		}
