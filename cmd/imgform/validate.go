@@ -17,14 +17,23 @@ func validateCommand() *cli.Command {
 		ArgsUsage: "[DIR|FILE]...",
 		Description: "Loads every *.imgform.hcl file of DIR (default: the current folder), evaluates variables, locals " +
 			"and functions, and checks every image. Errors are printed as file:line:col with a snippet; the exit " +
-			"status is 1 when there is any error. A FILE stands for its folder, so pre-commit can pass the changed " +
-			"files; each folder is checked once.",
+			"status is 1 when there is any error. A FILE stands for the configuration folder that holds it: its own " +
+			"folder or the nearest one above with *.imgform.hcl files (a script in DIR/scripts belongs to DIR), so " +
+			"pre-commit can pass the changed files; each folder is checked once, and a file that belongs to no " +
+			"configuration is ignored.",
 		Flags: append(varFlags(vars),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing when the configuration is valid"},
 		),
 		Action: func(c *cli.Context) error {
 			failed := false
-			for _, dir := range validateDirs(c.Args().Slice()) {
+			dirs, err := validateDirs(c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			if len(dirs) == 0 && !c.Bool("quiet") {
+				fmt.Fprintln(c.App.Writer, "None of the given files belongs to a configuration: nothing to validate.")
+			}
+			for _, dir := range dirs {
 				cfg, err := loadConfig(c, dir, vars)
 				var ee exitError
 				if errors.As(err, &ee) {
@@ -46,21 +55,51 @@ func validateCommand() *cli.Command {
 	}
 }
 
-// validateDirs maps the arguments to configuration folders: a file stands for the folder it is in.
-func validateDirs(args []string) []string {
+// validateDirs maps the arguments to configuration folders. A folder is taken as given (loading it says
+// when it holds no configuration); a file stands for the nearest folder at or above its own that holds
+// *.imgform.hcl files, and is ignored when there is none: pre-commit passes every changed file that its
+// pattern matches, such as a CI file at the top of a repository, and only configurations are checked.
+func validateDirs(args []string) ([]string, error) {
 	if len(args) == 0 {
-		return []string{"."}
+		return []string{"."}, nil
 	}
 	var dirs []string
 	seen := map[string]bool{}
 	for _, a := range args {
 		if st, err := os.Stat(a); err == nil && !st.IsDir() {
-			a = filepath.Dir(a)
+			dir, ok, err := configFolderOf(a)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			a = dir
 		}
 		if !seen[filepath.Clean(a)] {
 			seen[filepath.Clean(a)] = true
 			dirs = append(dirs, a)
 		}
 	}
-	return dirs
+	return dirs, nil
+}
+
+// configFolderOf walks up from a file's folder to the first one holding *.imgform.hcl files. A relative
+// path stops at the current folder, where pre-commit runs (the top of the repository).
+func configFolderOf(file string) (string, bool, error) {
+	dir := filepath.Dir(file)
+	for {
+		m, err := filepath.Glob(filepath.Join(dir, "*.imgform.hcl"))
+		if err != nil {
+			return "", false, err
+		}
+		if len(m) > 0 {
+			return dir, true, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir || dir == "." {
+			return "", false, nil
+		}
+		dir = parent
+	}
 }
