@@ -186,7 +186,7 @@ type Output struct {
 
 // Output formats and compressions the export step knows.
 var (
-	OutputFormats      = []string{"qcow2", "raw"}
+	OutputFormats      = []string{"qcow2", "raw", "vmdk", "vhdx"}
 	OutputCompressions = []string{"none", "zstd", "qcow2-zstd"}
 	Accelerators       = []string{"auto", "kvm", "tcg"}
 	Firmwares          = []string{"bios", "uefi"}

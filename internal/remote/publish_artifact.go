@@ -31,6 +31,10 @@ const (
 	MediaTypeDiskQcow2Zstd = "application/vnd.imgform.disk.qcow2+zstd"
 	MediaTypeDiskRaw       = "application/vnd.imgform.disk.raw"
 	MediaTypeDiskRawZstd   = "application/vnd.imgform.disk.raw+zstd"
+	MediaTypeDiskVMDK      = "application/vnd.imgform.disk.vmdk"
+	MediaTypeDiskVMDKZstd  = "application/vnd.imgform.disk.vmdk+zstd"
+	MediaTypeDiskVHDX      = "application/vnd.imgform.disk.vhdx"
+	MediaTypeDiskVHDXZstd  = "application/vnd.imgform.disk.vhdx+zstd"
 
 	// MediaTypeBuildManifest is the layer of <image>.manifest.json, the build's record.
 	MediaTypeBuildManifest = "application/vnd.imgform.manifest.v1+json"
@@ -73,6 +77,14 @@ func DiskMediaType(format, compression string) (string, error) {
 		return MediaTypeDiskRaw, nil
 	case format == "raw" && compression == "zstd":
 		return MediaTypeDiskRawZstd, nil
+	case format == "vmdk" && (compression == "" || compression == "none"):
+		return MediaTypeDiskVMDK, nil
+	case format == "vmdk" && compression == "zstd":
+		return MediaTypeDiskVMDKZstd, nil
+	case format == "vhdx" && (compression == "" || compression == "none"):
+		return MediaTypeDiskVHDX, nil
+	case format == "vhdx" && compression == "zstd":
+		return MediaTypeDiskVHDXZstd, nil
 	}
 	return "", fmt.Errorf("no media type for format %q with compression %q", format, compression)
 }

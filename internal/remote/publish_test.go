@@ -309,7 +309,12 @@ func TestDiskMediaType(t *testing.T) {
 		{"raw", "none"}:         MediaTypeDiskRaw,
 		{"raw", "zstd"}:         MediaTypeDiskRawZstd,
 		{"raw", "qcow2-zstd"}:   "",
-		{"vmdk", "none"}:        "",
+		{"vmdk", "none"}:        MediaTypeDiskVMDK,
+		{"vmdk", "zstd"}:        MediaTypeDiskVMDKZstd,
+		{"vhdx", ""}:            MediaTypeDiskVHDX,
+		{"vhdx", "zstd"}:        MediaTypeDiskVHDXZstd,
+		{"vhdx", "qcow2-zstd"}:  "",
+		{"vdi", "none"}:         "",
 	}
 	for in, want := range cases {
 		got, err := DiskMediaType(in[0], in[1])

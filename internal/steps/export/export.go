@@ -15,6 +15,10 @@ import (
 const (
 	FormatQcow2 = "qcow2"
 	FormatRaw   = "raw"
+	// FormatVMDK is a streamOptimized VMDK, the compressed disk of OVF/OVA packages that vSphere, ESXi and
+	// VMware Workstation import; FormatVHDX a dynamic VHDX for Hyper-V.
+	FormatVMDK = "vmdk"
+	FormatVHDX = "vhdx"
 )
 
 // Compressions.
@@ -46,7 +50,7 @@ type Request struct {
 	// Source is the top disk layer: a qcow2 file whose backing chain lives elsewhere (the cache), or a
 	// plain qcow2 or raw image. It is only read.
 	Source string
-	// Format is FormatQcow2 (the default when empty) or FormatRaw.
+	// Format is FormatQcow2 (the default when empty), FormatRaw, FormatVMDK or FormatVHDX.
 	Format string
 	// Compression is CompressionNone (the default when empty), CompressionZstd or CompressionQcow2Zstd
 	// (which needs FormatQcow2).
@@ -114,8 +118,8 @@ func (r Request) normalize() (Request, error) {
 	if r.Compression == "" {
 		r.Compression = CompressionNone
 	}
-	if !slices.Contains([]string{FormatQcow2, FormatRaw}, r.Format) {
-		return r, fmt.Errorf("unknown format %q: use %q or %q", r.Format, FormatQcow2, FormatRaw)
+	if !slices.Contains([]string{FormatQcow2, FormatRaw, FormatVMDK, FormatVHDX}, r.Format) {
+		return r, fmt.Errorf("unknown format %q: use %q, %q, %q or %q", r.Format, FormatQcow2, FormatRaw, FormatVMDK, FormatVHDX)
 	}
 	switch r.Compression {
 	case CompressionZstd:

@@ -26,6 +26,9 @@ func TestExport(t *testing.T) {
 		"qcow2/zstd":       {FormatQcow2, CompressionZstd, ".qcow2.zst"},
 		"raw/zstd":         {FormatRaw, CompressionZstd, ".raw.zst"},
 		"qcow2/qcow2-zstd": {FormatQcow2, CompressionQcow2Zstd, ".qcow2"},
+		"vmdk/none":        {FormatVMDK, CompressionNone, ".vmdk"},
+		"vhdx/none":        {FormatVHDX, CompressionNone, ".vhdx"},
+		"vmdk/zstd":        {FormatVMDK, CompressionZstd, ".vmdk.zst"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -83,6 +86,15 @@ func TestExport(t *testing.T) {
 			}
 			if tc.format == FormatRaw {
 				checkRawContent(t, img)
+			}
+			// VMware and Hyper-V read what qemu-img says the file is: a streamOptimized VMDK, a VHDX.
+			if tc.format == FormatVMDK || tc.format == FormatVHDX {
+				info := imageInfo(t, img)
+				fs, _ := info["format-specific"].(map[string]any)
+				data, _ := fs["data"].(map[string]any)
+				if info["format"] != tc.format || (tc.format == FormatVMDK && data["create-type"] != "streamOptimized") {
+					t.Errorf("%s: qemu-img info says %v, %v", img, info["format"], data)
+				}
 			}
 		})
 	}

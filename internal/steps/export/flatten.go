@@ -32,6 +32,7 @@ type flattenSpec struct {
 //   - -W (out-of-order writes) is used for raw only. In raw every byte has a fixed place, so the order
 //     of the writes cannot change the result; in qcow2 clusters are allocated in write order, and -W
 //     would make the file layout, and so the SHA-256 of the output, differ from run to run.
+//   - vmdk is streamOptimized (what OVF/OVA import takes), vhdx dynamic (what Hyper-V creates itself).
 //   - -m stays at qemu-img's default of 8 coroutines, plenty for a local disk.
 //   - paths are absolute: qemu-img takes "name:rest" as a protocol prefix, and a leading "/" stops that.
 func convertArgs(s flattenSpec) []string {
@@ -46,6 +47,12 @@ func convertArgs(s flattenSpec) []string {
 			opts += ",compression_type=zstd"
 		}
 		args = append(args, "-o", opts)
+	case FormatVMDK:
+		// streamOptimized: deflate-compressed grains, what OVF/OVA import takes; the adapter type is
+		// only a hint in the descriptor, and lsilogic is what VMware tools expect of a Linux guest.
+		args = append(args, "-o", "subformat=streamOptimized,adapter_type=lsilogic")
+	case FormatVHDX:
+		args = append(args, "-o", "subformat=dynamic")
 	}
 	return append(args, s.src, s.dst)
 }
