@@ -10,8 +10,9 @@ set -eu
 # (machine.host_loopback). docker-registry: the remote cache's tests run a real registry on loopback.
 # openssh-client: the end-to-end test logs in to a VM kept by apply -on-error=keep as a user would.
 # xfsprogs: the fetch test clones a local source on an XFS file system (reflinks). pre-commit and git: the
-# hooks of .pre-commit-hooks.yaml are tested in a consumer repository with Debian's pre-commit.
-pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml file passt docker-registry openssh-client xfsprogs pre-commit git"
+# hooks of .pre-commit-hooks.yaml are tested in a consumer repository with Debian's pre-commit. fish: the
+# fish completion script is loaded by fish in a test.
+pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml file passt docker-registry openssh-client xfsprogs pre-commit git fish"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

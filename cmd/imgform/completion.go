@@ -37,8 +37,8 @@ compdef _imgform imgform
 func completionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "completion",
-		Usage:     "print a shell completion script: source <(imgform completion bash)",
-		ArgsUsage: "bash|zsh",
+		Usage:     "print a shell completion script: source <(imgform completion bash), or zsh, or fish",
+		ArgsUsage: "bash|zsh|fish",
 		Action: func(c *cli.Context) error {
 			switch c.Args().First() {
 			case "bash", "":
@@ -47,8 +47,18 @@ func completionCommand() *cli.Command {
 			case "zsh":
 				_, err := fmt.Fprint(c.App.Writer, zshCompletion)
 				return err
+			case "fish":
+				// fish wants its completions as static complete lines (imgform completion fish >
+				// ~/.config/fish/completions/imgform.fish), which urfave/cli writes from the commands and
+				// flags; file arguments come from fish itself.
+				script, err := c.App.ToFishCompletion()
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprint(c.App.Writer, script)
+				return err
 			}
-			return fmt.Errorf("no completion for shell %q; use bash or zsh", c.Args().First())
+			return fmt.Errorf("no completion for shell %q; use bash, zsh or fish", c.Args().First())
 		},
 	}
 }

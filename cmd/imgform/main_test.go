@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -127,6 +128,25 @@ func TestCompletion(t *testing.T) {
 	}
 	if code, stdout, _ := imgform(t, "", "completion", "bash"); code != 0 || !strings.Contains(stdout, "complete -o filenames -F _imgform_complete imgform") {
 		t.Errorf("exit %d, %q", code, stdout)
+	}
+}
+
+// The fish script, loaded by a real fish, completes commands and each command's flags.
+func TestFishCompletion(t *testing.T) {
+	if _, err := exec.LookPath("fish"); err != nil {
+		t.Fatal("fish is missing: run scripts/install-deps.sh (as root)")
+	}
+	code, script, stderr := imgform(t, "", "completion", "fish")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, stderr)
+	}
+	path := filepath.Join(t.TempDir(), "imgform.fish")
+	writeFile(t, path, script)
+	for line, want := range map[string]string{"imgform pl": "plan\t", "imgform apply --on": "--only\t", "imgform plan --rep": "--replace\t", "imgform cache ": "gc\t"} {
+		out, err := exec.Command("fish", "--no-config", "-c", "source "+path+"; complete -C '"+line+"'").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("fish completes %q with:\n%s (%v), want %q", line, out, err, want)
+		}
 	}
 }
 
