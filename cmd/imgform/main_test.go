@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,5 +161,47 @@ func TestValidateFilesAndFolders(t *testing.T) {
 	code, stdout, stderr := imgform(t, "", "validate", filepath.Join(good, "main.imgform.hcl"), filepath.Join(good, "vars.imgform.hcl"), bad)
 	if code != 1 || strings.Count(stdout, "is valid") != 1 || !strings.Contains(stderr, "Missing source block") {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+// validate -json prints terraform validate -json's layout: valid, counts, and each diagnostic with its
+// file range and snippet; the exit status says whether it is valid.
+func TestValidateJSON(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "main.imgform.hcl"), "image \"a\" {\n  source {\n    path = \"nope.raw\"\n  }\n}\n")
+	code, stdout, stderr := imgform(t, "", "validate", "-json", dir)
+	var res struct {
+		FormatVersion string `json:"format_version"`
+		Valid         bool
+		ErrorCount    int `json:"error_count"`
+		WarningCount  int `json:"warning_count"`
+		Diagnostics   []struct {
+			Severity, Summary string
+			Range             struct {
+				Filename string
+				Start    struct{ Line, Column, Byte int }
+			}
+			Snippet struct {
+				Code                 string
+				HighlightStartOffset int `json:"highlight_start_offset"`
+				HighlightEndOffset   int `json:"highlight_end_offset"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != 1 || stderr != "" {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if res.FormatVersion != "1.0" || res.Valid || res.ErrorCount != 1 || res.WarningCount != 1 || len(res.Diagnostics) != 2 {
+		t.Fatalf("%+v", res)
+	}
+	d := res.Diagnostics[0]
+	if d.Severity != "error" || d.Summary != "Source image not found" || d.Range.Filename != filepath.Join(dir, "main.imgform.hcl") ||
+		d.Range.Start.Line != 3 || d.Range.Start.Column != 12 || d.Snippet.Code[d.Snippet.HighlightStartOffset:d.Snippet.HighlightEndOffset] != `"nope.raw"` {
+		t.Errorf("diagnostic %+v", d)
+	}
+	writeFile(t, filepath.Join(dir, "nope.raw"), "")
+	writeFile(t, filepath.Join(dir, "main.imgform.hcl"), "image \"a\" {\n  source {\n    path = \"nope.raw\"\n  }\n  output \"o\" {\n    path = \"o.qcow2\"\n  }\n}\n")
+	if code, stdout, _ := imgform(t, "", "validate", "-json", dir); code != 0 || !strings.Contains(stdout, `"valid": true`) || !strings.Contains(stdout, `"diagnostics": []`) {
+		t.Errorf("a valid configuration: exit %d\n%s", code, stdout)
 	}
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
+
+	"gitlab.com/imgform/imgform/internal/config"
 )
 
 func validateCommand() *cli.Command {
@@ -23,12 +26,16 @@ func validateCommand() *cli.Command {
 			"configuration is ignored.",
 		Flags: append(varFlags(vars),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing when the configuration is valid"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON in the layout of terraform validate -json (docs/plan-json.md)"},
 		),
 		Action: func(c *cli.Context) error {
 			failed := false
 			dirs, err := validateDirs(c.Args().Slice())
 			if err != nil {
 				return err
+			}
+			if c.Bool("json") {
+				return validateJSON(c, dirs, vars)
 			}
 			if len(dirs) == 0 && !c.Bool("quiet") {
 				fmt.Fprintln(c.App.Writer, "None of the given files belongs to a configuration: nothing to validate.")
@@ -102,4 +109,41 @@ func configFolderOf(file string) (string, bool, error) {
 		}
 		dir = parent
 	}
+}
+
+// validateResult is the output of validate -json: terraform validate -json's layout, for every folder
+// checked together (each diagnostic's range names its file).
+type validateResult struct {
+	FormatVersion string                  `json:"format_version"`
+	Valid         bool                    `json:"valid"`
+	ErrorCount    int                     `json:"error_count"`
+	WarningCount  int                     `json:"warning_count"`
+	Diagnostics   []config.JSONDiagnostic `json:"diagnostics"`
+}
+
+// validateJSON checks the folders and prints one JSON object; the exit status is 1 when it is not valid.
+func validateJSON(c *cli.Context, dirs []string, vars *varArgs) error {
+	res := validateResult{FormatVersion: config.ValidateFormatVersion, Diagnostics: []config.JSONDiagnostic{}}
+	for _, dir := range dirs {
+		loader := config.NewLoader()
+		_, diags := loader.Load(dir, config.LoadOptions{Vars: vars.list})
+		for _, d := range loader.JSONDiagnostics(diags) {
+			if d.Severity == "error" {
+				res.ErrorCount++
+			} else {
+				res.WarningCount++
+			}
+			res.Diagnostics = append(res.Diagnostics, d)
+		}
+	}
+	res.Valid = res.ErrorCount == 0
+	enc := json.NewEncoder(c.App.Writer)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		return err
+	}
+	if !res.Valid {
+		return exitError{code: 1}
+	}
+	return nil
 }
