@@ -11,8 +11,8 @@ set -eu
 # openssh-client: the end-to-end test logs in to a VM kept by apply -on-error=keep as a user would.
 # xfsprogs: the fetch test clones a local source on an XFS file system (reflinks). pre-commit and git: the
 # hooks of .pre-commit-hooks.yaml are tested in a consumer repository with Debian's pre-commit. fish: the
-# fish completion script is loaded by fish in a test.
-pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml file passt docker-registry openssh-client xfsprogs pre-commit git fish"
+# fish completion script is loaded by fish in a test. graphviz: imgform graph's DOT is rendered by dot in a test.
+pkgs="qemu-system-x86 qemu-utils ovmf genisoimage zstd e2fsprogs fdisk systemd python3-yaml file passt docker-registry openssh-client xfsprogs pre-commit git fish graphviz"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

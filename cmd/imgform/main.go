@@ -58,6 +58,7 @@ func newApp(stdin io.Reader) *cli.App {
 			planCommand(),
 			applyCommand(),
 			shellCommand(),
+			graphCommand(),
 			cacheCommand(),
 			versionCommand(),
 			completionCommand(),

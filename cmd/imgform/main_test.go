@@ -205,3 +205,29 @@ func TestValidateJSON(t *testing.T) {
 		t.Errorf("a valid configuration: exit %d\n%s", code, stdout)
 	}
 }
+
+// imgform graph prints DOT that Graphviz renders, with a node per step named by its address and the edges
+// of derived images.
+func TestGraph(t *testing.T) {
+	if _, err := exec.LookPath("dot"); err != nil {
+		t.Fatal("dot (graphviz) is missing: run scripts/install-deps.sh (as root)")
+	}
+	code, stdout, stderr := imgform(t, "", "graph", "../../examples/debian-12-variants")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, stderr)
+	}
+	for _, want := range []string{`"debian-12-small.provision.motd" [label = "provision \"motd\""];`, `"debian-12-small.cleanup" -> "debian-12-agent.boot";`,
+		`"debian-12-agent.seed" -> "debian-12-agent.boot" [style = "dashed"];`, `"debian-12-agent.cleanup" -> "debian-12-agent.test";`} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("graph lacks %s:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, `"debian-12-agent.seed" -> "debian-12-agent.cleanup"`) {
+		t.Error("the seed is drawn to every step of the session, not to its first")
+	}
+	cmd := exec.Command("dot", "-Tsvg")
+	cmd.Stdin = strings.NewReader(stdout)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "<svg") {
+		t.Errorf("dot -Tsvg: %v\n%.300s", err, out)
+	}
+}
