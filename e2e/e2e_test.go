@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/debuglog"
 	"gitlab.com/imgform/imgform/internal/engine"
 	"gitlab.com/imgform/imgform/internal/fsutil"
 	"gitlab.com/imgform/imgform/internal/kinds"
@@ -118,12 +120,26 @@ func TestExampleEndToEnd(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	e.remote = openRemote(t, reg)
 
+	// The full build writes the debug log (IMGFORM_LOG=debug, -log-file): what a user reads when a build
+	// misbehaves below the steps.
+	debugLog := filepath.Join(t.TempDir(), "debug.log")
+	logFile, err := os.OpenFile(debugLog, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := debuglog.Setup(debuglog.LevelDebug, logFile); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	res, err := e.apply(60 * time.Minute)
+	if err := errors.Join(debuglog.Setup("off", nil), logFile.Close()); err != nil {
+		t.Fatal(err)
+	}
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	fullBuild := time.Since(start)
+	checkDebugLog(t, debugLog)
 	noQEMULeft(t, e.store.Dir())
 	out := filepath.Join(e.dir, "dist", "debian-12-base-2026.11.qcow2.zst")
 	if len(res.Outputs) != 1 || res.Outputs[0].Path != "dist/debian-12-base-2026.11.qcow2.zst" || res.Outputs[0].Verification != "passed" {
@@ -348,4 +364,22 @@ func shortActions(p *engine.Plan) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// checkDebugLog looks for what the debug log promises (docs/configuration.md, "Seeing what happens"): QEMU's
+// and qemu-img's command lines, QMP traffic both ways, and SSH connection attempts.
+func checkDebugLog(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	for _, want := range []string{"[DEBUG] qemu: starting ", "-machine ", `[DEBUG] qmp: -> {"execute":"qmp_capabilities"`,
+		"[DEBUG] qmp: <- ", "[DEBUG] qemu-img: ", "[DEBUG] ssh: ", " connected at attempt "} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the debug log (%d bytes) lacks %q", len(b), want)
+		}
+	}
+	t.Logf("debug log: %d lines", strings.Count(log, "\n"))
 }

@@ -150,3 +150,30 @@ func TestPlanOnlyExceptReplaceFlags(t *testing.T) {
 		}
 	}
 }
+
+// -log-file, before or after the command, appends the debug log to a file only its owner reads; IMGFORM_LOG
+// with an unknown level is an error.
+func TestLogFileFlag(t *testing.T) {
+	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
+	dir := planConfig(t)
+	for _, args := range [][]string{{"plan", "-log-file", "LOG", dir}, {"-log-file", "LOG", "plan", dir}} {
+		log := filepath.Join(t.TempDir(), "debug.log")
+		for i := range args {
+			if args[i] == "LOG" {
+				args[i] = log
+			}
+		}
+		if code, _, stderr := imgform(t, "", args...); code != 0 {
+			t.Fatalf("%v: exit %d %s", args, code, stderr)
+		}
+		b, err := os.ReadFile(log)
+		fi, _ := os.Stat(log)
+		if err != nil || !strings.Contains(string(b), "[INFO] imgform: ") || !strings.Contains(string(b), " plan\n") || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%v: log %q (%v), mode %v", args, b, err, fi.Mode())
+		}
+	}
+	t.Setenv("IMGFORM_LOG", "verbose")
+	if code, _, stderr := imgform(t, "", "plan", dir); code != 1 || !strings.Contains(stderr, "IMGFORM_LOG: log level \"verbose\"") {
+		t.Errorf("unknown level: exit %d %s", code, stderr)
+	}
+}

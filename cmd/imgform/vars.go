@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/debuglog"
 )
 
 func contextBackground() context.Context { return context.Background() }
@@ -70,6 +71,7 @@ func loadConfig(c *cli.Context, dir string, vars *varArgs) (*config.Config, erro
 	if diags.HasErrors() {
 		return nil, exitError{code: 1}
 	}
+	debuglog.SetRedact(cfg.Redact)
 	return cfg, nil
 }
 

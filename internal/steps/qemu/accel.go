@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"gitlab.com/imgform/imgform/internal/debuglog"
 	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
@@ -64,6 +65,7 @@ func (r *Resolver) Resolve(ctx context.Context, want string) (accel, warning str
 	if env := strings.TrimSpace(getenv(AcceleratorEnv)); env != "" {
 		want = env
 	}
+	defer func() { debuglog.Debugf("accel", "asked for %q: %q (%s) %v", want, accel, warning, err) }()
 	switch strings.ToLower(want) {
 	case AccelKVM:
 		return AccelKVM, "", nil
@@ -151,6 +153,8 @@ func runProbe(ctx context.Context, binary, accel, cpu string, timeout time.Durat
 	cmd := exec.Command(binary, "-accel", accel, "-cpu", cpu, "-machine", "pc", "-m", "16",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", f.Name())
+	debuglog.Debugf("accel", "probe: %s", quoteArgs(cmd.Args))
+	defer func() { debuglog.Debugf("accel", "probe under %s: ok %v, %s, error %v", accel, ok, detail, err) }()
 	// An os.Pipe rather than cmd.StdoutPipe: the waiting goroutine calls cmd.Wait, which would close a
 	// StdoutPipe under the reader and lose the last lines.
 	stdout, w, err := os.Pipe()

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"gitlab.com/imgform/imgform/internal/debuglog"
 )
 
 // QemuImg is the qemu-img command the functions of this file run.
@@ -184,6 +186,7 @@ func (i ImageInfo) check() error {
 
 // runQemuImg runs qemu-img and returns its standard output, or an error with its standard error.
 func runQemuImg(ctx context.Context, args ...string) ([]byte, error) {
+	debuglog.Debugf("qemu-img", "%s", quoteArgs(append([]string{QemuImg}, args...)))
 	cmd := exec.CommandContext(ctx, QemuImg, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab.com/imgform/imgform/internal/debuglog"
 	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
@@ -191,6 +192,7 @@ func (vm *VM) startPasst(ctx context.Context, port int) (*process, *fsutil.TailB
 	}
 	dns, _ := guestDNS()
 	argv := passtArgs(vm.paths.net, vm.paths.passtLog, port, dns)
+	debuglog.Debugf("passt", "starting %s", quoteArgs(argv))
 	cmd := exec.Command("/bin/sh", append([]string{"-c", passtGuard, "passt"}, argv...)...)
 	cmd.SysProcAttr = guardProcAttr()
 	cmd.Dir = vm.opts.StateDir

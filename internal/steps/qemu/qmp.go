@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"gitlab.com/imgform/imgform/internal/debuglog"
 )
 
 // ErrQMPClosed means the QMP connection ended, normally because QEMU exited.
@@ -139,6 +141,7 @@ func (q *QMP) read(r *bufio.Reader) {
 		if m, err = readMessage(r); err != nil {
 			break
 		}
+		debuglog.Debugf("qmp", "<- %s", clipLine(m.raw))
 		if m.Event != "" {
 			var ev Event
 			if json.Unmarshal(m.raw, &ev) == nil {
@@ -204,6 +207,7 @@ func (q *QMP) execute(ctx context.Context, command string, args, result any, fd 
 		q.forget(id)
 		return fmt.Errorf("qmp: %s: %w", command, err)
 	}
+	debuglog.Debugf("qmp", "-> %s", b)
 	q.writeMu.Lock()
 	if fd == nil {
 		_, err = q.conn.Write(append(b, '\n'))

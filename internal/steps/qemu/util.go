@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 )
 
 // pickPort is freePort; tests replace it to make the port race happen.
@@ -40,4 +41,17 @@ func copyFile(src, dst string) (err error) {
 		return errors.Join(err, out.Close())
 	}
 	return out.Close()
+}
+
+// quoteArgs prints a command line for the debug log: arguments that a shell would split or interpret are
+// quoted, so that the line can be pasted.
+func quoteArgs(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]#~") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"gitlab.com/imgform/imgform/internal/debuglog"
 	"gitlab.com/imgform/imgform/internal/fsutil"
 )
 
@@ -163,6 +164,7 @@ func (vm *VM) start(ctx context.Context) error {
 			return err
 		}
 	}
+	debuglog.Debugf("qemu", "starting %s", quoteArgs(argv))
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = vm.opts.StateDir
 	cmd.Stdout, cmd.Stderr = vm.stderr, vm.stderr

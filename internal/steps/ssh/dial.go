@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"gitlab.com/imgform/imgform/internal/debuglog"
 )
 
 // DialOption changes how Dial waits for the guest.
@@ -116,6 +118,7 @@ func (c *Client) connect(ctx context.Context) (*ssh.Client, error) {
 	for attempt := 1; ; attempt++ {
 		conn, err := c.dialOnce(ctx)
 		if err == nil {
+			debuglog.Debugf("ssh", "%s@%s connected at attempt %d after %s", c.config.User, c.addr, attempt, time.Since(start).Round(time.Millisecond))
 			return conn, nil
 		}
 		var mismatch *HostKeyMismatchError
@@ -126,6 +129,7 @@ func (c *Client) connect(ctx context.Context) (*ssh.Client, error) {
 			// An attempt cut short by the context says nothing about the guest; keep the one before.
 			last = err
 		}
+		debuglog.Debugf("ssh", "%s@%s attempt %d failed after %s: %v", c.config.User, c.addr, attempt, time.Since(start).Round(time.Millisecond), err)
 		if c.opts.logf != nil {
 			c.opts.logf("ssh: %s@%s attempt %d: %v", c.config.User, c.addr, attempt, err)
 		}

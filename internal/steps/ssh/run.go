@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"gitlab.com/imgform/imgform/internal/debuglog"
 )
 
 // RunOptions says how to run a command.
@@ -111,6 +113,7 @@ func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (int, err
 		if attempt >= maxReconnects {
 			return -1, fmt.Errorf("ssh: gave up after %d reconnects: %w", attempt, err)
 		}
+		debuglog.Debugf("ssh", "%v; reconnecting", err)
 		if c.opts.logf != nil {
 			c.opts.logf("ssh: %v; reconnecting", err)
 		}
