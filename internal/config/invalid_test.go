@@ -49,7 +49,7 @@ func TestInvalidConfigurations(t *testing.T) {
 		"unknown-accelerator":         {7, 19, `Unknown accelerator "kvmm"`, `Did you mean "kvm"?`},
 		"unknown-block":               {6, 3, "Unsupported block type", `Did you mean "provision"?`},
 		"unknown-compression":         {7, 19, `Unknown compression "zstandard"`, `"none", "zstd" or "qcow2-zstd"`},
-		"unknown-format":              {7, 14, `Unknown output format "vmdk"`, `"qcow2" or "raw"`},
+		"unknown-format":              {7, 14, `Unknown output format "vdi"`, `"qcow2", "raw", "vmdk" or "vhdx"`},
 		"unknown-image-ref":           {12, 13, "Reference to unknown image", `Did you mean "base"?`},
 		"unknown-network-section":     {7, 5, "Unknown network section", `Did you mean "Network"?`},
 		"unknown-variable":            {11, 34, "Reference to undeclared input variable", `Did you mean "admin_user"?`},
@@ -119,13 +119,13 @@ image "base" {
     cpus   = 0
   }
   output "disk" {
-    format = "vmdk"
-    path   = "dist/base.vmdk"
+    format = "vdi"
+    path   = "dist/base.vdi"
   }
 }
 `)
 	_, diags := Load(dir, LoadOptions{Env: []string{}})
-	want := []string{"Invalid checksum", "Unsupported argument", `Invalid value for "cpus"`, `Unknown output format "vmdk"`}
+	want := []string{"Invalid checksum", "Unsupported argument", `Invalid value for "cpus"`, `Unknown output format "vdi"`}
 	for _, w := range want {
 		found := false
 		for _, d := range diags {

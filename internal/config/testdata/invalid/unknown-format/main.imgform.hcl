@@ -4,7 +4,7 @@ image "base" {
     checksum = "sha256:abababababababababababababababababababababababababababababababab"
   }
   output "disk" {
-    format = "vmdk"
-    path   = "dist/base.vmdk"
+    format = "vdi"
+    path   = "dist/base.vdi"
   }
 }
