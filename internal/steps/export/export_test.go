@@ -330,9 +330,9 @@ func TestExportErrors(t *testing.T) {
 		},
 		"unknown format": {
 			req: func(out string) Request {
-				return Request{Source: chain.top, Format: "vmdk", Dest: filepath.Join(out, "d")}
+				return Request{Source: chain.top, Format: "vdi", Dest: filepath.Join(out, "d")}
 			},
-			want: []string{`unknown format "vmdk"`},
+			want: []string{`unknown format "vdi"`},
 		},
 		"unknown compression": {
 			req: func(out string) Request {
