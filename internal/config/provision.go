@@ -1,18 +1,21 @@
 package config
 
 import (
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
 )
 
 var provisionSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "inline"}, {Name: "script"}, {Name: "environment"}, {Name: "sudo"}, {Name: "timeout"},
-		{Name: "refresh_every"},
+		{Name: "refresh_every"}, {Name: "scripts"}, {Name: "valid_exit_codes"}, {Name: "max_retries"},
+		{Name: "pause_before"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "file"}},
 }
@@ -37,11 +40,39 @@ func (d *decoder) provision(b *hcl.Block) *Provisioner {
 	d.boolean(a, "sudo", &p.Sudo)
 	d.duration(a, "timeout", &p.Timeout)
 	d.age(a, "refresh_every", &p.RefreshEvery)
+	d.strings(a, "scripts", &p.Scripts)
+	for _, sc := range p.Scripts {
+		d.checkFile(a["scripts"], sc, "Script")
+	}
+	p.ValidExitCodes = []int{0}
+	if attr, ok := a["valid_exit_codes"]; ok {
+		if v, ok := d.value(attr, cty.List(cty.Number)); ok {
+			p.ValidExitCodes = nil
+			for _, n := range v.AsValueSlice() {
+				bf := n.AsBigFloat()
+				code, acc := bf.Int64()
+				if !bf.IsInt() || acc != big.Exact || code < 0 || code > 255 {
+					d.errorf(attr.Expr.Range(), "Invalid exit code", "%s is not an exit status: use whole numbers from 0 to 255.", bf.String())
+					continue
+				}
+				p.ValidExitCodes = append(p.ValidExitCodes, int(code))
+			}
+			if len(p.ValidExitCodes) == 0 {
+				d.errorf(attr.Expr.Range(), "No valid exit code", "valid_exit_codes lists no exit status, so the provisioner could never succeed; the default is [0].")
+			}
+		}
+	}
+	d.integer(a, "max_retries", 0, 100, &p.MaxRetries)
+	d.duration(a, "pause_before", &p.PauseBefore)
 	for _, fb := range c.Blocks {
 		p.Uploads = append(p.Uploads, d.upload(fb))
 	}
-	d.inlineOrScript(b, a, "Provisioner", p.Name, len(c.Blocks) > 0,
-		"does nothing: give inline = [\"command\", ...], script = \"path\" or a file { source, destination } block")
+	d.inlineOrScript(b, a, "Provisioner", p.Name, len(c.Blocks) > 0 || len(p.Scripts) > 0,
+		"does nothing: give inline = [\"command\", ...], script = \"path\", scripts = [...] or a file { source, destination } block")
+	if attr, ok := a["scripts"]; ok && (a["inline"] != nil || a["script"] != nil) {
+		d.errorf(attr.NameRange, "Both scripts and inline or script",
+			"Provisioner %q has scripts and also inline or script: give the commands one way, or use two provision blocks.", p.Name)
+	}
 	return p
 }
 

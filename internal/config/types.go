@@ -135,8 +135,17 @@ type Provisioner struct {
 	// RefreshEvery: a result of this provisioner older than this is built again, and everything after it;
 	// 0 means never.
 	RefreshEvery time.Duration
-	DeclRange    hcl.Range
-	VarRefs      []string
+	// Scripts run one after the other, each as Script would (scripts = [...], instead of script or inline).
+	Scripts []string
+	// ValidExitCodes are the exit statuses that count as success ([0] unless given).
+	ValidExitCodes []int
+	// MaxRetries runs the commands again up to this many times when they fail (a status not in
+	// ValidExitCodes, or a lost connection); uploads are not repeated.
+	MaxRetries int
+	// PauseBefore waits this long before the provisioner starts (after the step before it).
+	PauseBefore time.Duration
+	DeclRange   hcl.Range
+	VarRefs     []string
 }
 
 // Upload copies a file or literal content into the guest before the provisioner's commands run.

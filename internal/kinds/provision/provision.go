@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +61,14 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 		Environment map[string]string `json:"environment,omitempty"`
 		Sudo        bool              `json:"sudo"`
 		Uploads     []upload          `json:"uploads,omitempty"`
-	}{Inline: p.Inline, Script: p.Script, Environment: p.Environment, Sudo: p.Sudo}
+		Scripts     []string          `json:"scripts,omitempty"`
+		// Exit codes other than 0 and retries can turn a failure into a result; pause_before cannot.
+		ValidExitCodes []int `json:"valid_exit_codes,omitempty"`
+		MaxRetries     int   `json:"max_retries,omitempty"`
+	}{Inline: p.Inline, Script: p.Script, Environment: p.Environment, Sudo: p.Sudo, Scripts: p.Scripts, MaxRetries: p.MaxRetries}
+	if !slices.Equal(validCodes(p), []int{0}) {
+		conf.ValidExitCodes = validCodes(p)
+	}
 	for _, u := range p.Uploads {
 		conf.Uploads = append(conf.Uploads, upload{u.Source, u.Content, u.HasContent, u.Destination, u.Mode, u.Owner})
 	}
@@ -70,6 +78,11 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 	b.Script("command wrapper", step.GuestCommandText())
 	if err := b.File(ctx, "script", p.Script); err != nil {
 		return fmt.Errorf("provisioner %q: %w", p.Name, err)
+	}
+	for _, sc := range p.Scripts {
+		if err := b.File(ctx, "script", sc); err != nil {
+			return fmt.Errorf("provisioner %q: %w", p.Name, err)
+		}
 	}
 	for _, u := range p.Uploads {
 		if err := b.File(ctx, "file", u.Source); err != nil {
@@ -83,6 +96,16 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 // RunGuest uploads the files, then runs the script or the inline commands, streaming their output.
 func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error {
 	p := provisioner(s)
+	if p.PauseBefore > 0 {
+		g.Output(fmt.Sprintf("pause_before: waiting %s", p.PauseBefore))
+		t := time.NewTimer(p.PauseBefore)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	for _, u := range p.Uploads {
@@ -108,20 +131,71 @@ func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error 
 			return fmt.Errorf("upload to %s: %w", u.Destination, err)
 		}
 	}
-	cmd, err := step.CommandFor(ctx, g.Shell, g.Shared, g.ConfigDir, "provision", p.Name, p.Script, p.Inline)
-	if err != nil || cmd == "" {
-		return err
+	if len(p.Scripts) == 0 {
+		return runCommands(ctx, g, p, p.Script, p.Inline)
 	}
-	out := &step.LineTail{Emit: g.Output}
-	code, err := g.Shell.Run(ctx, cmd, ssh.RunOptions{Env: p.Environment, Sudo: p.Sudo, Stdout: out, Stderr: out})
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("timed out after %s (raise the provisioner's timeout)\n%s", p.Timeout, g.Redact(out.Tail()))
+	for _, sc := range p.Scripts {
+		if err := runCommands(ctx, g, p, sc, nil); err != nil {
+			return fmt.Errorf("script %s: %w", sc, err)
 		}
-		return err
-	}
-	if code != 0 {
-		return fmt.Errorf("exited with status %d; last output:\n%s", code, g.Redact(out.Tail()))
 	}
 	return nil
+}
+
+// retryDelay is the pause between two attempts of max_retries.
+var retryDelay = 2 * time.Second
+
+// runCommands runs one script or the inline commands, again up to max_retries times while they fail: an
+// exit status outside valid_exit_codes, or a run that did not finish (a lost connection). A script is
+// uploaded again for each attempt, since its command removes it.
+func runCommands(ctx context.Context, g *step.GuestEnv, p *config.Provisioner, script string, inline []string) error {
+	for attempt := 0; ; attempt++ {
+		cmd, err := step.CommandFor(ctx, g.Shell, g.Shared, g.ConfigDir, "provision", p.Name, script, inline)
+		if err != nil || cmd == "" {
+			return err
+		}
+		out := &step.LineTail{Emit: g.Output}
+		code, err := g.Shell.Run(ctx, cmd, ssh.RunOptions{Env: p.Environment, Sudo: p.Sudo, Stdout: out, Stderr: out})
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return fmt.Errorf("timed out after %s (raise the provisioner's timeout)\n%s", p.Timeout, g.Redact(out.Tail()))
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil && slices.Contains(validCodes(p), code):
+			return nil
+		case err == nil:
+			err = fmt.Errorf("exited with status %d%s; last output:\n%s", code, validHint(p), g.Redact(out.Tail()))
+		}
+		if attempt >= p.MaxRetries {
+			return err
+		}
+		why, _, _ := strings.Cut(firstLine(err.Error()), "; last output:")
+		g.Output(fmt.Sprintf("attempt %d of %d failed (%s); trying again in %s", attempt+1, p.MaxRetries+1, why, retryDelay))
+		t := time.NewTimer(retryDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// validCodes is valid_exit_codes, [0] when not given.
+func validCodes(p *config.Provisioner) []int {
+	if len(p.ValidExitCodes) == 0 {
+		return []int{0}
+	}
+	return p.ValidExitCodes
+}
+
+func validHint(p *config.Provisioner) string {
+	if slices.Equal(validCodes(p), []int{0}) {
+		return ""
+	}
+	return fmt.Sprintf(" (valid_exit_codes = %v)", validCodes(p))
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,4 +158,54 @@ func TestKeyHoldsTheCommandWrapper(t *testing.T) {
 		}
 	}
 	t.Fatalf("inputs %+v: no command wrapper input", inputs)
+}
+
+// Packer's provisioner options: scripts run in order, each uploaded and run by path; valid_exit_codes turns
+// another status into success; max_retries runs failing commands again (uploading the script again, since
+// its command removes it) and fails with the last attempt's output when all fail; pause_before waits first.
+func TestRunGuestPackerOptions(t *testing.T) {
+	retryDelay = time.Millisecond
+	dir := t.TempDir()
+	for name, body := range map[string]string{"a.sh": "#!/bin/sh\necho a\n", "b.sh": "#!/bin/sh\necho b\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guest := func(p *config.Provisioner, sh *steptest.Shell) ([]string, error) {
+		var lines []string
+		s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: p.Name}, Kind: Kind{}, Config: p}
+		err := Kind{}.RunGuest(context.Background(), &step.GuestEnv{Shell: sh, ConfigDir: dir, Output: func(l string) { lines = append(lines, l) },
+			Redact: func(s string) string { return s }}, s)
+		return lines, err
+	}
+
+	sh := &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) { return "", 2, nil }}
+	p := &config.Provisioner{Name: "s", Scripts: []string{"a.sh", "b.sh"}, ValidExitCodes: []int{0, 2}, Timeout: time.Minute,
+		PauseBefore: 30 * time.Millisecond}
+	start := time.Now()
+	lines, err := guest(p, sh)
+	if err != nil || len(sh.Runs) != 2 || len(sh.Uploads) != 2 || !strings.Contains(sh.Uploads[0].Content, "echo a") || !strings.Contains(sh.Uploads[1].Content, "echo b") {
+		t.Fatalf("scripts with valid exit code 2: %v, runs %+v, uploads %+v", err, sh.Runs, sh.Uploads)
+	}
+	if time.Since(start) < 30*time.Millisecond || len(lines) == 0 || !strings.Contains(lines[0], "pause_before: waiting 30ms") {
+		t.Errorf("pause_before: %v, lines %q", time.Since(start), lines)
+	}
+
+	n := 0
+	sh = &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) {
+		n++
+		if n < 3 {
+			return fmt.Sprintf("try %d failed\n", n), 1, nil
+		}
+		return "ok\n", 0, nil
+	}}
+	lines, err = guest(&config.Provisioner{Name: "r", Script: "a.sh", MaxRetries: 2, Timeout: time.Minute}, sh)
+	if err != nil || len(sh.Runs) != 3 || len(sh.Uploads) != 3 || !strings.Contains(strings.Join(lines, "\n"), "attempt 2 of 3 failed (exited with status 1); trying again") {
+		t.Errorf("max_retries = 2, succeeding at the third: %v, %d runs, %d uploads, lines %q", err, len(sh.Runs), len(sh.Uploads), lines)
+	}
+	sh = &steptest.Shell{Reply: func(context.Context, string) (string, int, error) { return "still broken\n", 4, nil }}
+	_, err = guest(&config.Provisioner{Name: "r", Inline: []string{"false"}, MaxRetries: 1, ValidExitCodes: []int{0, 2}, Timeout: time.Minute}, sh)
+	if err == nil || len(sh.Runs) != 2 || !strings.Contains(err.Error(), "exited with status 4 (valid_exit_codes = [0 2]); last output:\nstill broken") {
+		t.Errorf("every attempt fails: %v, %d runs", err, len(sh.Runs))
+	}
 }
