@@ -50,14 +50,14 @@ func TestProvisionerOptions(t *testing.T) {
 	for name, c := range map[string]struct{ attrs, want string }{
 		"scripts and inline": {`scripts = ["a.sh"]
     inline = ["true"]`, "Both scripts and inline or script"},
-		"missing script":   {`scripts = ["a.sh", "c.sh"]`, "Script not found"},
-		"exit code 256":    {`inline = ["true"]
+		"missing script": {`scripts = ["a.sh", "c.sh"]`, "Script not found"},
+		"exit code 256": {`inline = ["true"]
     valid_exit_codes = [0, 256]`, "Invalid exit code"},
-		"no exit code":     {`inline = ["true"]
+		"no exit code": {`inline = ["true"]
     valid_exit_codes = []`, "No valid exit code"},
 		"negative retries": {`inline = ["true"]
     max_retries = -1`, `Invalid value for "max_retries"`},
-		"bad age":          {`inline = ["true"]
+		"bad age": {`inline = ["true"]
     refresh_every = "7 days"`, `Invalid age for "refresh_every"`},
 	} {
 		writeTestFile(t, dir, "main.imgform.hcl", "image \"i\" {\n  source {\n    path = \"disk.raw\"\n  }\n  provision \"p\" {\n    "+c.attrs+"\n  }\n}\n")
