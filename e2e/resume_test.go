@@ -25,7 +25,8 @@ import (
 
 // resumeConfig is a configuration with a short first boot (no package upgrade) whose second provisioner
 // uses what the first one left in the running system: a file in /run, a service started with systemd-run
-// and a file in /tmp, all gone after a reboot. second is the second provisioner's inline list; memory the
+// and a file in /tmp, all gone after a reboot. Before them, provision "zero" reboots the guest (reboot =
+// true, issue 15.4), and "one" checks that it runs in the new boot: a build goes on after a reboot. second is the second provisioner's inline list; memory the
 // machine's memory, which is not in any key. The guest reaches the host's loopback (host_loopback), where
 // the test serves a file, to check the network of a resumed guest.
 func resumeConfig(second, memory string) string {
@@ -49,8 +50,13 @@ image "resume" {
       ssh_pwauth = false
     }
   }
+  provision "zero" {
+    inline = ["sudo cp /proc/sys/kernel/random/boot_id /var/lib/imgform-boot-before"]
+    reboot = true
+  }
   provision "one" {
     inline = [
+      "test \"$(cat /proc/sys/kernel/random/boot_id)\" != \"$(cat /var/lib/imgform-boot-before)\"",
       "echo left-by-one | sudo tee /run/imgform-one",
       "sudo systemd-run --unit imgform-one-service sleep infinity",
       "echo left-by-one > /tmp/imgform-one",
@@ -130,6 +136,15 @@ func TestResumeFromSavedState(t *testing.T) {
 		t.Fatalf("full build: %v", err)
 	}
 	full := time.Since(start)
+	// provision "zero" rebooted the guest and the build went on in the new boot ("one" checks the boot ID).
+	var zero []string
+	for _, l := range e.rec.printed("resume/provision/zero") {
+		zero = append(zero, l.text)
+	}
+	if j := strings.Join(zero, "\n"); !strings.Contains(j, "rebooting the guest") || !strings.Contains(j, "the guest is back after") {
+		t.Errorf("provision \"zero\" (reboot = true) printed %q", zero)
+	}
+	t.Logf("reboot: %q", zero)
 	one := e.layer("resume/provision/one")
 	for _, f := range []string{"vmstate.zst", "vmstate.json"} {
 		if _, ok := one.File(f); !ok {

@@ -15,7 +15,7 @@ var provisionSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "inline"}, {Name: "script"}, {Name: "environment"}, {Name: "sudo"}, {Name: "timeout"},
 		{Name: "refresh_every"}, {Name: "scripts"}, {Name: "valid_exit_codes"}, {Name: "max_retries"},
-		{Name: "pause_before"},
+		{Name: "pause_before"}, {Name: "expect_disconnect"}, {Name: "reboot"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "file"}},
 }
@@ -64,10 +64,12 @@ func (d *decoder) provision(b *hcl.Block) *Provisioner {
 	}
 	d.integer(a, "max_retries", 0, 100, &p.MaxRetries)
 	d.duration(a, "pause_before", &p.PauseBefore)
+	d.boolean(a, "expect_disconnect", &p.ExpectDisconnect)
+	d.boolean(a, "reboot", &p.Reboot)
 	for _, fb := range c.Blocks {
 		p.Uploads = append(p.Uploads, d.upload(fb))
 	}
-	d.inlineOrScript(b, a, "Provisioner", p.Name, len(c.Blocks) > 0 || len(p.Scripts) > 0,
+	d.inlineOrScript(b, a, "Provisioner", p.Name, len(c.Blocks) > 0 || len(p.Scripts) > 0 || p.Reboot,
 		"does nothing: give inline = [\"command\", ...], script = \"path\", scripts = [...] or a file { source, destination } block")
 	if attr, ok := a["scripts"]; ok && (a["inline"] != nil || a["script"] != nil) {
 		d.errorf(attr.NameRange, "Both scripts and inline or script",

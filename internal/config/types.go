@@ -144,8 +144,14 @@ type Provisioner struct {
 	MaxRetries int
 	// PauseBefore waits this long before the provisioner starts (after the step before it).
 	PauseBefore time.Duration
-	DeclRange   hcl.Range
-	VarRefs     []string
+	// ExpectDisconnect makes a lost SSH connection during the commands a success (a script that reboots
+	// the guest or restarts its network); the next command waits until the guest answers again.
+	ExpectDisconnect bool
+	// Reboot reboots the guest after the commands and waits until it has booted again (a new boot ID, SSH
+	// with the same host key, systemd done starting).
+	Reboot    bool
+	DeclRange hcl.Range
+	VarRefs   []string
 }
 
 // Upload copies a file or literal content into the guest before the provisioner's commands run.

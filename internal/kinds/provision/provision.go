@@ -65,7 +65,12 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 		// Exit codes other than 0 and retries can turn a failure into a result; pause_before cannot.
 		ValidExitCodes []int `json:"valid_exit_codes,omitempty"`
 		MaxRetries     int   `json:"max_retries,omitempty"`
-	}{Inline: p.Inline, Script: p.Script, Environment: p.Environment, Sudo: p.Sudo, Scripts: p.Scripts, MaxRetries: p.MaxRetries}
+		// A reboot changes what the layer holds (a new boot); a tolerated disconnect turns a failure
+		// into a result.
+		ExpectDisconnect bool `json:"expect_disconnect,omitempty"`
+		Reboot           bool `json:"reboot,omitempty"`
+	}{Inline: p.Inline, Script: p.Script, Environment: p.Environment, Sudo: p.Sudo, Scripts: p.Scripts, MaxRetries: p.MaxRetries,
+		ExpectDisconnect: p.ExpectDisconnect, Reboot: p.Reboot}
 	if !slices.Equal(validCodes(p), []int{0}) {
 		conf.ValidExitCodes = validCodes(p)
 	}
@@ -132,14 +137,79 @@ func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error 
 		}
 	}
 	if len(p.Scripts) == 0 {
-		return runCommands(ctx, g, p, p.Script, p.Inline)
+		if err := runCommands(ctx, g, p, p.Script, p.Inline); err != nil {
+			return err
+		}
 	}
 	for _, sc := range p.Scripts {
 		if err := runCommands(ctx, g, p, sc, nil); err != nil {
 			return fmt.Errorf("script %s: %w", sc, err)
 		}
 	}
+	if p.Reboot {
+		if err := reboot(ctx, g); err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("reboot: the guest did not come back within the provisioner's timeout of %s: %w", p.Timeout, err)
+			}
+			return fmt.Errorf("reboot: %w", err)
+		}
+	}
 	return nil
+}
+
+// bootIDFile changes on every boot of a Linux guest.
+const bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// reboot restarts the guest and waits until it is back: its boot ID differs from before (so the old
+// system, whose sshd may still answer for a moment, is not taken for the new one), SSH answers with the
+// host key pinned at the first boot, and systemd has finished starting units. The QEMU process, its disk
+// layers and the session stay the same.
+func reboot(ctx context.Context, g *step.GuestEnv) error {
+	before, err := readBootID(ctx, g)
+	if err != nil {
+		return fmt.Errorf("reading the boot ID: %w", err)
+	}
+	g.Output("rebooting the guest")
+	start := time.Now()
+	// The connection usually drops before the exit status arrives: that is the reboot, not an error.
+	code, err := g.Shell.Run(ctx, "systemctl reboot", ssh.RunOptions{Sudo: true})
+	switch {
+	case err != nil && !ssh.IsConnLost(err):
+		return err
+	case err == nil && code != 0:
+		return fmt.Errorf("systemctl reboot exited with status %d", code)
+	}
+	for {
+		id, err := readBootID(ctx, g)
+		if err == nil && id != before {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+	// "running" or "degraded" both mean the boot is over; only waiting matters here.
+	if _, err := g.Shell.Run(ctx, "systemctl is-system-running --wait >/dev/null 2>&1 || true", ssh.RunOptions{Idempotent: true}); err != nil {
+		return err
+	}
+	g.Output(fmt.Sprintf("the guest is back after %s", time.Since(start).Round(100*time.Millisecond)))
+	return nil
+}
+
+// readBootID returns the guest's boot ID; the ssh client reconnects on its own when the connection broke.
+func readBootID(ctx context.Context, g *step.GuestEnv) (string, error) {
+	var out strings.Builder
+	code, err := g.Shell.Run(ctx, "cat "+bootIDFile, ssh.RunOptions{Stdout: &out, Idempotent: true})
+	if err == nil && code != 0 {
+		err = fmt.Errorf("cat %s exited with status %d", bootIDFile, code)
+	}
+	return strings.TrimSpace(out.String()), err
 }
 
 // retryDelay is the pause between two attempts of max_retries.
@@ -163,6 +233,11 @@ func runCommands(ctx context.Context, g *step.GuestEnv, p *config.Provisioner, s
 			return ctx.Err()
 		case err == nil && slices.Contains(validCodes(p), code):
 			return nil
+		case err != nil && p.ExpectDisconnect && ssh.IsConnLost(err):
+			// Packer's expect_disconnect: the commands took the connection down (a reboot, a network
+			// restart). Wait until the guest answers again, so that the next step finds it.
+			g.Output("the connection was lost, as expect_disconnect allows; waiting for the guest to answer again")
+			return waitForGuest(ctx, g)
 		case err == nil:
 			err = fmt.Errorf("exited with status %d%s; last output:\n%s", code, validHint(p), g.Redact(out.Tail()))
 		}
@@ -172,6 +247,26 @@ func runCommands(ctx context.Context, g *step.GuestEnv, p *config.Provisioner, s
 		why, _, _ := strings.Cut(firstLine(err.Error()), "; last output:")
 		g.Output(fmt.Sprintf("attempt %d of %d failed (%s); trying again in %s", attempt+1, p.MaxRetries+1, why, retryDelay))
 		t := time.NewTimer(retryDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// waitForGuest runs a no-op until it succeeds: the ssh client reconnects (with the pinned host key) as
+// soon as the guest's sshd accepts connections.
+func waitForGuest(ctx context.Context, g *step.GuestEnv) error {
+	for {
+		code, err := g.Shell.Run(ctx, "true", ssh.RunOptions{Idempotent: true})
+		if err == nil && code == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the guest did not answer again: %w", ctx.Err())
+		}
+		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
 			t.Stop()

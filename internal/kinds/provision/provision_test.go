@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,4 +209,69 @@ func TestRunGuestPackerOptions(t *testing.T) {
 	if err == nil || len(sh.Runs) != 2 || !strings.Contains(err.Error(), "exited with status 4 (valid_exit_codes = [0 2]); last output:\nstill broken") {
 		t.Errorf("every attempt fails: %v, %d runs", err, len(sh.Runs))
 	}
+}
+
+// reboot = true: the guest is rebooted after the commands (a lost connection is the reboot, not an error)
+// and the step waits for a new boot ID and for systemd; expect_disconnect makes a lost connection during
+// the commands a success and waits for the guest to answer again. Without it, a lost connection fails.
+func TestRunGuestReboot(t *testing.T) {
+	var bootIDs = []string{"aaa\n", "", "aaa\n", "bbb\n"} // before, unreachable, the old system, the new one
+	var reads int
+	sh := &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) {
+		switch {
+		case strings.HasPrefix(cmd, "cat /proc/sys/kernel/random/boot_id"):
+			id := bootIDs[min(reads, len(bootIDs)-1)]
+			reads++
+			if id == "" {
+				return "", -1, io.EOF
+			}
+			return id, 0, nil
+		case cmd == "systemctl reboot":
+			return "", -1, io.EOF
+		}
+		return "", 0, nil
+	}}
+	lines, err := runGuest(t, &config.Provisioner{Name: "k", Inline: []string{"apt-get -y upgrade"}, Reboot: true, Timeout: time.Minute}, sh)
+	if err != nil || reads != 4 {
+		t.Fatalf("reboot: %v after %d boot ID reads", err, reads)
+	}
+	var cmds []string
+	for _, r := range sh.Runs {
+		cmds = append(cmds, strings.SplitN(r.Cmd, "\n", 2)[0])
+	}
+	if got := strings.Join(cmds, " | "); !strings.HasPrefix(got, "set -e | cat /proc/sys/kernel/random/boot_id | systemctl reboot | cat ") ||
+		!strings.HasSuffix(got, "systemctl is-system-running --wait >/dev/null 2>&1 || true") {
+		t.Errorf("commands: %s", got)
+	}
+	if j := strings.Join(lines, "\n"); !strings.Contains(j, "rebooting the guest") || !strings.Contains(j, "the guest is back after") {
+		t.Errorf("output %q", lines)
+	}
+
+	lost := 0
+	sh = &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) {
+		if cmd == "true" && lost < 2 {
+			lost++
+			return "", -1, io.EOF
+		}
+		if strings.HasPrefix(cmd, "set -e") {
+			return "", -1, io.EOF
+		}
+		return "", 0, nil
+	}}
+	if _, err := runGuest(t, &config.Provisioner{Name: "d", Inline: []string{"reboot"}, ExpectDisconnect: true, Timeout: time.Minute}, sh); err != nil || lost != 2 {
+		t.Errorf("expect_disconnect: %v, %d failed waits", err, lost)
+	}
+	if _, err := runGuest(t, &config.Provisioner{Name: "d", Inline: []string{"reboot"}, Timeout: time.Minute}, sh); err == nil {
+		t.Error("a lost connection without expect_disconnect passed")
+	}
+}
+
+// runGuest runs a provisioner against a fake shell in an empty configuration folder.
+func runGuest(t *testing.T, p *config.Provisioner, sh *steptest.Shell) ([]string, error) {
+	t.Helper()
+	var lines []string
+	s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: p.Name}, Kind: Kind{}, Config: p}
+	err := Kind{}.RunGuest(context.Background(), &step.GuestEnv{Shell: sh, ConfigDir: t.TempDir(), Output: func(l string) { lines = append(lines, l) },
+		Redact: func(s string) string { return s }}, s)
+	return lines, err
 }

@@ -80,8 +80,8 @@ func Command(o Options) ([]string, error) {
 		// -display none, not -nographic: -nographic would also put the serial port and the monitor on
 		// stdio, but the serial port goes to a file and the monitor is QMP.
 		"-display", "none",
-		// A guest reboot ends QEMU instead: a build never reboots on purpose, and poweroff must end the run.
-		"-no-reboot",
+		// No -no-reboot: a provisioner may reboot the guest (reboot = true, expect_disconnect), which then
+		// comes back in the same QEMU; a poweroff still ends QEMU, which is how cleanup ends the run.
 		"-chardev", "file,id=serial0,path=" + escapeOpt(p.serial),
 		"-serial", "chardev:serial0",
 		"-qmp", "unix:" + escapeOpt(p.qmp) + ",server=on,wait=off",

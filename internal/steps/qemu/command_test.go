@@ -10,7 +10,7 @@ import (
 
 func TestCommand(t *testing.T) {
 	base := Options{Disk: "/img/disk.qcow2", StateDir: "/run/vm", SSHPort: 2222, Accelerator: AccelTCG}
-	common := []string{"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+	common := []string{"-nodefaults", "-no-user-config", "-display", "none",
 		"-chardev", "file,id=serial0,path=/run/vm/serial.log", "-serial", "chardev:serial0",
 		"-qmp", "unix:/run/vm/qmp.sock,server=on,wait=off", "-pidfile", "/run/vm/qemu.pid",
 		"-drive", "file=/img/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,detect-zeroes=unmap,cache=unsafe",

@@ -275,7 +275,7 @@ func (q *QMP) QueryStatus(ctx context.Context) (Status, error) {
 }
 
 // SystemPowerdown presses the virtual power button (ACPI). It returns at once; the guest shuts down in
-// its own time, and QEMU, started with -no-reboot, exits when it has.
+// its own time, and QEMU exits when it has.
 func (q *QMP) SystemPowerdown(ctx context.Context) error {
 	return q.Execute(ctx, "system_powerdown", nil, nil)
 }

@@ -180,6 +180,10 @@ func exitStatus(err error) (code int, ok bool) {
 	return -1, false
 }
 
+// IsConnLost reports whether err from Run says that the connection broke (rather than the command
+// failing): what a command that reboots the guest or restarts its network causes.
+func IsConnLost(err error) bool { return isConnLost(err) }
+
 // isConnLost reports whether err says the connection broke (rather than the command failing).
 func isConnLost(err error) bool {
 	var lost *ConnLostError
