@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -236,9 +237,10 @@ func TestDrill6ConfigErrors(t *testing.T) {
 	t.Run("checksum of the wrong length", func(t *testing.T) {
 		defer restore()
 		setVars(img, "sha256:651df01786476f84a6acfc79eb72c8")
+		// The position is where the variable is used, as Terraform does: the example's checksum line.
+		line := 1 + strings.Count(string(original[:bytes.Index(original, []byte("checksum = var.source_checksum"))]), "\n")
 		check(t, "short checksum", want{validateFails: true, planFails: true, contains: []string{
-			// the position is where the variable is used, as Terraform does
-			"debian-12-base.imgform.hcl:12:16: Error: Invalid checksum", "a sha256 checksum has 64 hex digits, this one has 30",
+			fmt.Sprintf("debian-12-base.imgform.hcl:%d:16: Error: Invalid checksum", line), "a sha256 checksum has 64 hex digits, this one has 30",
 		}})
 	})
 }

@@ -127,6 +127,17 @@ func TestDrill4Secrets(t *testing.T) {
 			switch {
 			case name == "disk.qcow2" || (name == "disk" && filepath.Base(filepath.Dir(path)) == "data"):
 				return nil // disk layers and the source hold the guest's file systems
+			case name == "vmstate.zst" && i >= 0:
+				// A VM state is the guest's memory: it may hold what its own layer's disk holds (the file the
+				// user-data writes is in the boot layer, and in the boot's memory), never more. A step that
+				// handled the value itself (the provisioner's environment) saves no state (steps/vm).
+				layer, err := os.ReadFile(filepath.Join(filepath.Dir(path), "disk.qcow2"))
+				if err != nil || !bytes.Contains(layer, []byte(marker)) {
+					t.Errorf("the marker is in the VM state %s, and not in its layer's disk: ...%s...", path, around(string(b), i, len(marker)))
+				} else {
+					t.Logf("the marker is in the VM state %s, as on its layer's disk", path)
+				}
+				return nil
 			case name == "seed.iso":
 				// The seed carries the user-data to cloud-init, so the value is in it by design.
 				st, _ := e.Info()

@@ -42,6 +42,7 @@ func keyStep(ctx context.Context, kc *step.KeyContext, s *step.Step, token strin
 	}
 	var err error
 	s.Key, s.Inputs, err = b.Sum()
+	s.Sensitive = b.Sensitive()
 	return err
 }
 

@@ -106,3 +106,24 @@ func TestDebugKeysHideSensitiveParts(t *testing.T) {
 		}
 	}
 }
+
+// The steps whose keys hold a sensitive value are marked Sensitive, so that the guest session saves no VM
+// state from them on (steps/vm): the provisioner with the password in its environment and the seed; the
+// steps after them are not marked themselves (the session carries the taint), nor is the boot.
+func TestSensitiveStepsAreMarked(t *testing.T) {
+	te := newTestEnv(t)
+	te.writeSecret()
+	p, err := te.engine(nil).makePlan(context.Background(), te.load(config.VarArg{Name: "password", Value: secretValue}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var marked []string
+	for _, s := range p.graph.Steps {
+		if s.Sensitive {
+			marked = append(marked, s.Addr.ID())
+		}
+	}
+	if got := strings.Join(marked, " "); got != "base/seed base/provision/one" {
+		t.Errorf("sensitive steps: %s", got)
+	}
+}

@@ -140,9 +140,10 @@ type KeyBuilder struct {
 	parts  []keyPart
 	inputs []Input
 	// tainted is set when the step reads a sensitive variable: every part of its own then counts as
-	// sensitive, whatever encoding its bytes use.
-	tainted bool
-	err     error
+	// sensitive, whatever encoding its bytes use. sensitive is set by Sum when any part was.
+	tainted   bool
+	sensitive bool
+	err       error
 }
 
 type keyPart struct {
@@ -301,6 +302,7 @@ func (b *KeyBuilder) Sum() (state.Key, []Input, error) {
 		if sensitive {
 			dig = b.keyedDigest(p.data)
 			data = []byte(dig)
+			b.sensitive = true
 		}
 		b.inputs[p.input].Digest = dig
 		if b.kc != nil && b.kc.Debug != nil {
@@ -323,6 +325,9 @@ func (b *KeyBuilder) Sum() (state.Key, []Input, error) {
 	}
 	return k, b.inputs, nil
 }
+
+// Sensitive tells, after Sum, whether a part of the key held a sensitive value (Step.Sensitive).
+func (b *KeyBuilder) Sensitive() bool { return b.sensitive }
 
 // Digest is "sha256:<hex>" of data.
 func Digest(data []byte) string {

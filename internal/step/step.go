@@ -25,6 +25,11 @@ type Step struct {
 	// Key and Inputs are set by the planner.
 	Key    state.Key
 	Inputs []Input
+	// Sensitive is set by the planner when a part of the key held a sensitive value (the step reads a
+	// sensitive variable, or its configuration holds one): a guest session saves no VM state from this
+	// step on, since the guest's memory may still hold the value (a provisioner's environment never
+	// reaches the disk, but it is in RAM).
+	Sensitive bool
 }
 
 // Label is how the step is shown to users.

@@ -157,6 +157,9 @@ type session struct {
 	buildKey []byte
 	size     int64  // the disk's virtual size, the same in every layer
 	active   *layer // the layer the VM writes to now; committed when its step is over
+	// tainted is set once a step of the session handled a sensitive value: no VM state is saved from then
+	// on (cutAndSave), since the guest's memory may still hold the value.
+	tainted bool
 }
 
 // RunSession boots the VM, runs the steps, and commits each step's layer as soon as the step is over (the
@@ -361,6 +364,17 @@ func (s *session) cut(ctx context.Context, next *step.Step) error {
 // cutAndSave switches the VM to the overlay of l while saving its state with done. When the save fails
 // before the guest was stopped for the snapshot, the layer is cut without a state.
 func (s *session) cutAndSave(ctx context.Context, done, l *layer) error {
+	if done.step.Sensitive && !s.tainted {
+		s.tainted = true
+		s.job.Message(fmt.Sprintf("%s handled a sensitive value, which the guest's memory may still hold: no VM state "+
+			"is saved from it on in this session (a build that starts from these layers boots them)", done.step.Label()))
+	}
+	if s.tainted {
+		if err := s.m.Pause(ctx); err != nil {
+			return err
+		}
+		return errors.Join(s.m.Snapshot(ctx, l.path), s.m.Continue(ctx))
+	}
 	var snapped bool
 	var snapErr error
 	serr := s.saveState(ctx, done, func() error {

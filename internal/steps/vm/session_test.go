@@ -558,3 +558,32 @@ func TestSessionKeepOnError(t *testing.T) {
 		t.Errorf("events %q, want login, kept, kill at the end", events)
 	}
 }
+
+// A step that handled a sensitive value (Step.Sensitive, set by the planner) leaves a layer without a VM
+// state, and so does every later step of the session: the guest's memory may still hold the value. The
+// layers are cut while the guest is paused, and the session says why once.
+func TestSessionSavesNoStateAfterASensitiveStep(t *testing.T) {
+	s := newSession(t, boot(), provision(), provision())
+	s.job.Steps[1].Sensitive = true
+	var messages []string
+	s.job.Message = func(text string) { messages = append(messages, text) }
+	if err := s.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	noState := func(prev, next string) []string {
+		return []string{syncDrop, "begin " + next, "pause", "snapshot " + next, "continue", "commit " + prev,
+			"started " + next, "sh work " + next, "output " + next + ": worked in /config as imgform-build"}
+	}
+	want := slices.Concat(startA, cut("a", "b"), []string{"done b"}, noState("b", "c"))
+	if got := s.ev.list(); !slices.Equal(got[:len(want)], want) {
+		t.Errorf("events:\n got %q\nwant %q...", got, want)
+	}
+	if len(messages) != 1 || !strings.Contains(messages[0], "handled a sensitive value") {
+		t.Errorf("messages %q", messages)
+	}
+	for name, wantState := range map[string]bool{"a": true, "b": false} {
+		if _, ok := s.committed(name).File(stateFile); ok != wantState {
+			t.Errorf("layer %s has a state: %v, want %v", name, ok, wantState)
+		}
+	}
+}
