@@ -181,24 +181,16 @@ func (d *decoder) size(attrs hcl.Attributes, name string, min Size, dst *Size) {
 }
 
 func (d *decoder) duration(attrs hcl.Attributes, name string, dst *time.Duration) {
-	attr, ok := attrs[name]
-	if !ok {
-		return
-	}
-	v, ok := d.value(attr, cty.String)
-	if !ok {
-		return
-	}
-	dur, err := ParseDuration(v.AsString())
-	if err != nil {
-		d.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid duration for %q", name), "%s.", capitalize(err.Error()))
-		return
-	}
-	*dst = dur
+	d.timeSpan(attrs, name, "duration", ParseDuration, dst)
 }
 
 // age reads a freshness age such as "7d" (ParseAge).
 func (d *decoder) age(attrs hcl.Attributes, name string, dst *time.Duration) {
+	d.timeSpan(attrs, name, "age", ParseAge, dst)
+}
+
+// timeSpan reads a string attribute with parse; what names the kind of value in the error's summary.
+func (d *decoder) timeSpan(attrs hcl.Attributes, name, what string, parse func(string) (time.Duration, error), dst *time.Duration) {
 	attr, ok := attrs[name]
 	if !ok {
 		return
@@ -207,12 +199,12 @@ func (d *decoder) age(attrs hcl.Attributes, name string, dst *time.Duration) {
 	if !ok {
 		return
 	}
-	age, err := ParseAge(v.AsString())
+	span, err := parse(v.AsString())
 	if err != nil {
-		d.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid age for %q", name), "%s.", capitalize(err.Error()))
+		d.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid %s for %q", what, name), "%s.", capitalize(err.Error()))
 		return
 	}
-	*dst = age
+	*dst = span
 }
 
 // oneOf reads a string that must be one of allowed and suggests the closest one when it is not.

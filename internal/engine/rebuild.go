@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -84,7 +83,7 @@ func (e *Engine) keyAll(ctx context.Context, kc *step.KeyContext, g *Graph, rec 
 			token = sr.Rebuild
 		}
 		if replace[s] {
-			token = "replace " + randomToken()
+			token = "replace " + rand.Text()
 			forced[s] = fmt.Sprintf("-replace=%s: built again, under a new key", s.Addr.Ref())
 		}
 		if err := keyStep(ctx, kc, s, token); err != nil {
@@ -133,14 +132,6 @@ func (e *Engine) resultTime(ctx context.Context, key state.Key) (time.Time, bool
 	}
 	h, ok := hits[key]
 	return h.Meta.Created, ok, nil
-}
-
-func randomToken() string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b)
 }
 
 // replaced resolves -replace addresses ("image.kind.name") to steps; an unknown address is an error that

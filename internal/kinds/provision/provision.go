@@ -103,12 +103,8 @@ func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error 
 	p := provisioner(s)
 	if p.PauseBefore > 0 {
 		g.Output(fmt.Sprintf("pause_before: waiting %s", p.PauseBefore))
-		t := time.NewTimer(p.PauseBefore)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, p.PauseBefore) {
 			return ctx.Err()
-		case <-t.C:
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
@@ -187,12 +183,7 @@ func reboot(ctx context.Context, g *step.GuestEnv) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		sleep(ctx, time.Second)
 	}
 	// "running" or "degraded" both mean the boot is over; only waiting matters here.
 	if _, err := g.Shell.Run(ctx, "systemctl is-system-running --wait >/dev/null 2>&1 || true", ssh.RunOptions{Idempotent: true}); err != nil {
@@ -246,12 +237,7 @@ func runCommands(ctx context.Context, g *step.GuestEnv, p *config.Provisioner, s
 		}
 		why, _, _ := strings.Cut(firstLine(err.Error()), "; last output:")
 		g.Output(fmt.Sprintf("attempt %d of %d failed (%s); trying again in %s", attempt+1, p.MaxRetries+1, why, retryDelay))
-		t := time.NewTimer(retryDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		sleep(ctx, retryDelay)
 	}
 }
 
@@ -266,12 +252,19 @@ func waitForGuest(ctx context.Context, g *step.GuestEnv) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("the guest did not answer again: %w", ctx.Err())
 		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		sleep(ctx, time.Second)
+	}
+}
+
+// sleep waits for d or until ctx ends, and tells whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
