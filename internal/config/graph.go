@@ -68,22 +68,36 @@ func checkImageGraph(cfg *Config) hcl.Diagnostics {
 	return diags
 }
 
-// checkOutputPaths reports two outputs that would write the same file.
+// checkOutputPaths reports two outputs or downloads that would write the same file.
 func checkOutputPaths(cfg *Config) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	seen := map[string]*Output{}
+	type writer struct {
+		what string
+		at   hcl.Range
+	}
+	seen := map[string]writer{}
+	add := func(path string, w writer) {
+		if path == "" {
+			return
+		}
+		p := filepath.Clean(path)
+		if prev, ok := seen[p]; ok {
+			diags = append(diags, errorAt(w.at, "Duplicate output path",
+				"%s writes %s, which %s at %s writes too. Give each its own path.", w.what, path, prev.what, Pos(prev.at)))
+			return
+		}
+		seen[p] = w
+	}
 	for _, img := range cfg.Images {
 		for _, o := range img.Outputs {
-			if o.Path == "" {
-				continue
+			add(o.Path, writer{fmt.Sprintf("Output %q", o.Name), o.DeclRange})
+		}
+		for _, p := range img.Provisioners {
+			for _, dl := range p.Downloads {
+				if dl.Source != "" && dl.Destination != "" {
+					add(dl.Path(), writer{fmt.Sprintf("The download of %s by provisioner %q", dl.Source, p.Name), dl.DeclRange})
+				}
 			}
-			p := filepath.Clean(o.Path)
-			if prev, ok := seen[p]; ok {
-				diags = append(diags, errorAt(o.DeclRange, "Duplicate output path",
-					"Output %q writes %s, which output %q at %s writes too. Give each output its own path.", o.Name, o.Path, prev.Name, Pos(prev.DeclRange)))
-				continue
-			}
-			seen[p] = o
 		}
 	}
 	return diags

@@ -67,7 +67,11 @@ func (d *decoder) provision(b *hcl.Block) *Provisioner {
 	d.boolean(a, "expect_disconnect", &p.ExpectDisconnect)
 	d.boolean(a, "reboot", &p.Reboot)
 	for _, fb := range c.Blocks {
-		p.Uploads = append(p.Uploads, d.upload(fb))
+		if dl := d.download(fb); dl != nil {
+			p.Downloads = append(p.Downloads, dl)
+		} else {
+			p.Uploads = append(p.Uploads, d.upload(fb))
+		}
 	}
 	d.inlineOrScript(b, a, "Provisioner", p.Name, len(c.Blocks) > 0 || len(p.Scripts) > 0 || p.Reboot,
 		"does nothing: give inline = [\"command\", ...], script = \"path\", scripts = [...] or a file { source, destination } block")
@@ -95,7 +99,55 @@ func (d *decoder) inlineOrScript(b *hcl.Block, a hcl.Attributes, what, name stri
 var uploadSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "source"}, {Name: "content"}, {Name: "destination", Required: true}, {Name: "mode"}, {Name: "owner"},
+		{Name: "direction"},
 	},
+}
+
+// download decodes a file block with direction = "download" (Packer's word), or returns nil for an upload
+// (direction left out or "upload"), which upload decodes. A download copies source, a file in the guest,
+// to destination, a local path, after the provisioner's commands.
+func (d *decoder) download(b *hcl.Block) *Download {
+	attrs, _ := b.Body.JustAttributes()
+	attr, ok := attrs["direction"]
+	if !ok {
+		return nil
+	}
+	var dir string
+	if !d.str(hcl.Attributes{"direction": attr}, "direction", &dir) {
+		// Reported; decoding it as an upload would add errors about a guest path not found here.
+		return &Download{DeclRange: b.DefRange}
+	}
+	switch dir {
+	case "upload":
+		return nil
+	case "download":
+	default:
+		d.errorf(attr.Expr.Range(), "Invalid file direction",
+			"direction is %q; use \"upload\" (the default: a local file into the guest) or \"download\" (a guest file out to a local path).", dir)
+		return nil
+	}
+	dl := &Download{DeclRange: b.DefRange}
+	c := d.content(b.Body, uploadSchema)
+	a := c.Attributes
+	for _, name := range []string{"content", "mode", "owner"} {
+		if at, ok := a[name]; ok {
+			d.errorf(at.NameRange, "Not for a download",
+				"%s is for uploads; a download copies the guest file named by source to the local path named by destination, readable by you.", name)
+		}
+	}
+	if !d.str(a, "source", &dl.Source) {
+		if _, ok := a["source"]; !ok {
+			d.errorf(b.DefRange, "Missing file source", "A download needs source = \"/path/in/the/guest\", the file to copy out.")
+		}
+	} else if !strings.HasPrefix(dl.Source, "/") || strings.HasSuffix(dl.Source, "/") {
+		d.errorf(a["source"].Expr.Range(), "Invalid download source",
+			"The source %q of a download must be the absolute path of a file in the guest, e.g. \"/var/log/sbom.json\".", dl.Source)
+	}
+	if d.str(a, "destination", &dl.Destination) && strings.TrimSpace(dl.Destination) == "" {
+		d.errorf(a["destination"].Expr.Range(), "Empty destination",
+			"The destination of a download is a local path, relative to the configuration folder (\"dist/sbom.json\", or \"dist/\" to keep the guest file's name).")
+	}
+	return dl
 }
 
 var modePattern = regexp.MustCompile(`^0?[0-7]{3,4}$`)

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"path"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/unit"
@@ -129,6 +132,8 @@ type Provisioner struct {
 	Inline      []string
 	Script      string // path relative to the configuration folder
 	Uploads     []*Upload
+	// Downloads are copied out of the guest after the commands (file blocks with direction = "download").
+	Downloads   []*Download
 	Environment map[string]string
 	Sudo        bool
 	Timeout     time.Duration
@@ -163,6 +168,24 @@ type Upload struct {
 	Mode        string // octal, e.g. "0644"
 	Owner       string // "user:group", empty for the login user
 	DeclRange   hcl.Range
+}
+
+// Download copies a file out of the guest after the provisioner's commands ran: it is kept with the step's
+// result in the cache and written to Destination on every apply that finds it missing or changed.
+type Download struct {
+	Source string // absolute path in the guest
+	// Destination is a local path relative to the configuration folder, as written; one ending in "/" is a
+	// folder that receives the file under its guest name (Path).
+	Destination string
+	DeclRange   hcl.Range
+}
+
+// Path is the local file the download writes, relative to the configuration folder unless absolute.
+func (d *Download) Path() string {
+	if strings.HasSuffix(d.Destination, "/") {
+		return filepath.Join(d.Destination, path.Base(d.Source))
+	}
+	return filepath.Clean(d.Destination)
 }
 
 // Cleanup is the declarative last stage that makes the image generic. The build user's key is always removed

@@ -102,6 +102,9 @@ func (e *Engine) Apply(ctx context.Context, cfg *config.Config) (*Result, error)
 		}
 	}
 	a.mu.Unlock()
+	if err := a.writeDownloads(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	res.Outputs = a.outputs()
 	a.pushes.wait()
 	a.ckpt.Lock()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"gitlab.com/imgform/imgform/internal/fsutil"
@@ -138,24 +137,14 @@ func (a *applier) restoreOutput(ctx context.Context, s *step.Step) error {
 		}
 		fk := s.Kind.(step.FileKind)
 		dest := outputPath(a.cfg, fk.OutputFile(s))
-		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-			return err
-		}
 		r, err := obj.Open(outputObjectFile)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = r.Close() }()
-		f, err := fsutil.CreateAtomic(dest, 0o644)
-		if err != nil {
-			return err
-		}
 		// The reader fails at the end when the content does not match the object's sha256: the output is
 		// then never published.
-		if _, err := f.ReadFrom(r); err != nil {
-			return errors.Join(err, f.Abort())
-		}
-		if err := f.Commit(); err != nil {
+		if err := writeAtomic(dest, r); err != nil {
 			return err
 		}
 		fi, err := os.Stat(dest)

@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"oras.land/oras-go/v2/content"
 
+	"gitlab.com/imgform/imgform/internal/fsutil"
 	"gitlab.com/imgform/imgform/internal/state"
 )
 
@@ -122,4 +123,39 @@ func (c *Cache) fetchFile(ctx context.Context, l layerFile, dir string) error {
 		return fmt.Errorf("blob %s: %w: %w", l.desc.Digest, err, state.ErrCorrupt)
 	}
 	return nil
+}
+
+// PullFile downloads the one file name of the object of key into dir (which must not hold it yet), without
+// the rest of the object: a step's downloaded files on a runner that needs nothing else of its layer. The
+// blob is checked against its digest while it streams, and the file against the sha256 meta.json gives.
+func (c *Cache) PullFile(ctx context.Context, key state.Key, name, dir string) error {
+	e, ok, err := c.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", key.Short(), err)
+	}
+	if !ok {
+		return fmt.Errorf("pull %s from %s: %w", key.Short(), c.ref, ErrNotFound)
+	}
+	layers, err := e.layers()
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", key.Short(), err)
+	}
+	for _, l := range layers {
+		if l.file.Name != name {
+			continue
+		}
+		if err := c.fetchFile(ctx, l, dir); err != nil {
+			return fmt.Errorf("pull %s, file %q: %w", key.Short(), name, c.explain(err))
+		}
+		sum, _, err := fsutil.HashFile(ctx, filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if sum != l.file.SHA256 {
+			return fmt.Errorf("pull %s, file %q: sha256 %s, meta.json says %s: %w", key.Short(), name, sum, l.file.SHA256, state.ErrCorrupt)
+		}
+		c.logf("remote: %s: pulled file %q", key.Short(), name)
+		return nil
+	}
+	return fmt.Errorf("pull %s: the object has no file %q", key.Short(), name)
 }

@@ -111,4 +111,7 @@ type GuestEnv struct {
 	Redact func(string) string
 	// Shared holds what keying worked out, such as the digests of the files the step uploads.
 	Shared *Shared
+	// Keep returns the path of a new file, named name, to be kept with the step's result: it is committed
+	// with the step's layer (a Downloader's files).
+	Keep func(name string) (string, error)
 }

@@ -64,6 +64,22 @@ type GuestKind interface {
 	RunGuest(ctx context.Context, g *GuestEnv, s *Step) error
 }
 
+// Downloader is implemented by guest kinds whose steps copy files out of the guest (a provisioner's
+// file blocks with direction = "download"): RunGuest keeps each one with the step's layer in the store
+// (GuestEnv.Keep), so it is cached, pushed and pulled with it, and every apply writes it to its Path when the
+// file there is missing or differs.
+type Downloader interface {
+	Downloads(s *Step) []Download
+}
+
+// Download is one file a step copies out of the guest.
+type Download struct {
+	// File names it in the step's object; Source is its path in the guest.
+	File, Source string
+	// Path is where apply writes it, relative to the configuration folder unless absolute.
+	Path string
+}
+
 // Booter is implemented by the guest kind that starts a new layer chain from a base disk: its session
 // boots with the seed's build key, pins the host keys cloud-init prints on the console and grows the disk
 // to the machine's disk_size. Any other first step of a session resumes from a cached layer.

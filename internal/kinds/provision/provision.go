@@ -21,7 +21,10 @@ import (
 // Kind is the provision kind.
 type Kind struct{}
 
-var _ step.GuestKind = Kind{}
+var (
+	_ step.GuestKind  = Kind{}
+	_ step.Downloader = Kind{}
+)
 
 func (Kind) Name() string      { return "provision" }
 func (Kind) Version() int      { return 1 }
@@ -69,6 +72,9 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 		// into a result.
 		ExpectDisconnect bool `json:"expect_disconnect,omitempty"`
 		Reboot           bool `json:"reboot,omitempty"`
+		// The guest files copied out are kept with the layer; where apply writes them is not in the key
+		// (a new destination needs no build).
+		Downloads []string `json:"downloads,omitempty"`
 	}{Inline: p.Inline, Script: p.Script, Environment: p.Environment, Sudo: p.Sudo, Scripts: p.Scripts, MaxRetries: p.MaxRetries,
 		ExpectDisconnect: p.ExpectDisconnect, Reboot: p.Reboot}
 	if !slices.Equal(validCodes(p), []int{0}) {
@@ -76,6 +82,9 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 	}
 	for _, u := range p.Uploads {
 		conf.Uploads = append(conf.Uploads, upload{u.Source, u.Content, u.HasContent, u.Destination, u.Mode, u.Owner})
+	}
+	for _, d := range p.Downloads {
+		conf.Downloads = append(conf.Downloads, d.Source)
 	}
 	if err := b.Config("provisioner", conf); err != nil {
 		return err
@@ -98,7 +107,49 @@ func (Kind) Key(ctx context.Context, _ *step.KeyContext, s *step.Step, b *step.K
 	return nil
 }
 
-// RunGuest uploads the files, then runs the script or the inline commands, streaming their output.
+// Downloads are the provisioner's file blocks with direction = "download", kept in its layer's object as
+// download-0, download-1, ...
+func (Kind) Downloads(s *step.Step) []step.Download {
+	p := provisioner(s)
+	out := make([]step.Download, len(p.Downloads))
+	for i, d := range p.Downloads {
+		out[i] = step.Download{File: downloadFile(i), Source: d.Source, Path: d.Path()}
+	}
+	return out
+}
+
+func downloadFile(i int) string { return fmt.Sprintf("download-%d", i) }
+
+// download copies the guest file src into the file name kept with the step's layer (GuestEnv.Keep), read
+// with sudo when the provisioner has it, as its uploads are written.
+func download(ctx context.Context, g *step.GuestEnv, p *config.Provisioner, name, src string) error {
+	path, err := g.Keep(name)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	stderr := &step.LineTail{Emit: func(string) {}}
+	code, err := g.Shell.Run(ctx, "cat -- "+ssh.Quote(src), ssh.RunOptions{Sudo: p.Sudo, Stdout: f, Stderr: stderr})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && code != 0 {
+		err = fmt.Errorf("cat exited with status %d: %s", code, g.Redact(strings.TrimSpace(stderr.Tail())))
+	}
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err == nil {
+		g.Output(fmt.Sprintf("downloaded %s (%d bytes)", src, fi.Size()))
+	}
+	return nil
+}
+
+// RunGuest uploads the files, then runs the script or the inline commands, streaming their output, then
+// copies the downloads out of the guest, and reboots it when asked.
 func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error {
 	p := provisioner(s)
 	if p.PauseBefore > 0 {
@@ -140,6 +191,11 @@ func (Kind) RunGuest(ctx context.Context, g *step.GuestEnv, s *step.Step) error 
 	for _, sc := range p.Scripts {
 		if err := runCommands(ctx, g, p, sc, nil); err != nil {
 			return fmt.Errorf("script %s: %w", sc, err)
+		}
+	}
+	for i, d := range p.Downloads {
+		if err := download(ctx, g, p, downloadFile(i), d.Source); err != nil {
+			return fmt.Errorf("download of %s: %w", d.Source, err)
 		}
 	}
 	if p.Reboot {

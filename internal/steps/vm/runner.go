@@ -308,6 +308,12 @@ func (s *session) run(ctx context.Context, st *step.Step) error {
 	return gk.RunGuest(ctx, &step.GuestEnv{
 		Shell: s.m, ConfigDir: s.job.ConfigDir, BuildUser: step.BuildUserName,
 		Output: func(line string) { s.job.Output(st, line) }, Redact: s.job.Redact, Shared: s.job.Shared,
+		Keep: func(name string) (string, error) {
+			if s.active == nil || s.active.step != st {
+				return "", fmt.Errorf("no layer of %s is open to keep %s in", st.Label(), name)
+			}
+			return s.active.w.Path(name)
+		},
 	}, st)
 }
 

@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"gitlab.com/imgform/imgform/internal/fsutil"
+	"gitlab.com/imgform/imgform/internal/state"
+	"gitlab.com/imgform/imgform/internal/step"
+)
+
+// writeDownloads writes the files that guest steps copied out of the guest (step.Downloader) to their
+// paths, for every image the apply planned (not those -only or -except left out). A file is kept in its
+// step's layer object, so it is cached with the step: the file at its path is written when it is missing
+// or differs, also when the step itself was cached. A runner that took the step from the remote cache
+// without its layer (it needed only the outputs) pulls just that file of the object.
+func (a *applier) writeDownloads(ctx context.Context) error {
+	var errs []error
+	for _, ip := range a.p.plan.Images {
+		if ip.LeftOut {
+			continue
+		}
+		for _, s := range a.p.graph.ImageSteps(ip.Name) {
+			dk, ok := s.Kind.(step.Downloader)
+			if !ok || len(dk.Downloads(s)) == 0 || !a.hasResult(s) {
+				continue
+			}
+			if err := a.writeStepDownloads(ctx, s, dk.Downloads(s)); err != nil {
+				errs = append(errs, fmt.Errorf("the downloads of %s of image %q: %w", s.Label(), s.Image.Name, a.cfg.RedactError(err)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hasResult tells whether this apply counts the step as done: it ran, was cached or pulled, or the plan
+// found it cached (and it was not needed, so it has no result entry).
+func (a *applier) hasResult(s *step.Step) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.results[s]
+	if r == nil {
+		return a.p.present[s] || a.p.hasRemote(s)
+	}
+	switch r.status {
+	case StatusDone, StatusCached, StatusPulled:
+		return true
+	}
+	return false
+}
+
+// writeStepDownloads writes one step's downloads from its object in the store or, when the store lacks it,
+// from the remote cache.
+func (a *applier) writeStepDownloads(ctx context.Context, s *step.Step, dls []step.Download) error {
+	obj, local, err := a.e.Store.Lookup(s.Key)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dl := range dls {
+		dest := outputPath(a.cfg, dl.Path)
+		var err error
+		switch {
+		case local:
+			err = a.writeDownload(ctx, dest, obj, s, dl)
+		case a.e.Remote != nil && a.p.hasRemote(s):
+			err = a.pullDownload(ctx, dest, s, dl)
+		default:
+			if _, serr := os.Stat(dest); serr != nil {
+				a.warnOnce(fmt.Sprintf("%s of image %q is no longer in the cache, so %s (its download of %s) cannot be written; "+
+					"apply -replace=%s builds it again", s.Label(), s.Image.Name, dl.Path, dl.Source, s.Addr.Ref()))
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dl.Path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeDownload writes the object's file to dest, atomically and checked against its sha256, unless dest
+// holds it already.
+func (a *applier) writeDownload(ctx context.Context, dest string, obj *state.Object, s *step.Step, dl step.Download) error {
+	sum, ok := obj.File(dl.File)
+	if !ok {
+		return fmt.Errorf("the cached result %s holds no file %q", obj.Key.Short(), dl.File)
+	}
+	if same, err := holds(ctx, dest, sum); err != nil || same {
+		return err
+	}
+	r, err := obj.Open(dl.File)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Close() }()
+	if err := writeAtomic(dest, r); err != nil {
+		return err
+	}
+	a.e.hooks().Message(LevelInfo, fmt.Sprintf("wrote %s (%s, downloaded from the guest by %s)", dl.Path, dl.Source, s.Addr.Ref()))
+	return nil
+}
+
+// pullDownload fetches the file of the step's remote object into a work folder, then writes it to dest.
+func (a *applier) pullDownload(ctx context.Context, dest string, s *step.Step, dl step.Download) (err error) {
+	key := s.Key
+	if _, serr := os.Stat(dest); serr == nil {
+		// What is there cannot be compared without the object's meta: the remote's Stat gives it.
+		if e, ok, serr := a.e.Remote.Stat(ctx, key); serr == nil && ok {
+			if sum, ok := e.Meta.File(dl.File); ok {
+				if same, herr := holds(ctx, dest, sum); herr == nil && same {
+					return nil
+				}
+			}
+		}
+	}
+	work, err := a.e.Store.NewWorkDir("download-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, work.Remove()) }()
+	if err := a.e.Remote.PullFile(ctx, key, dl.File, work.Path()); err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(work.Path(), dl.File))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if err := writeAtomic(dest, f); err != nil {
+		return err
+	}
+	a.e.hooks().Message(LevelInfo, fmt.Sprintf("wrote %s (%s, downloaded from the guest by %s; pulled from the remote cache)", dl.Path, dl.Source, s.Addr.Ref()))
+	return nil
+}
+
+// holds tells whether the file at path has the size and sha256 of sum (false when there is none).
+func holds(ctx context.Context, path string, sum state.FileSum) (bool, error) {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != sum.Size {
+		return false, nil
+	}
+	got, _, err := fsutil.HashFile(ctx, path)
+	if err != nil {
+		return false, err
+	}
+	return got == sum.SHA256, nil
+}
+
+// writeAtomic replaces dest with what r holds (mode 0644), creating its folder.
+func writeAtomic(dest string, r io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	f, err := fsutil.CreateAtomic(dest, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.ReadFrom(r); err != nil {
+		return errors.Join(err, f.Abort())
+	}
+	return f.Commit()
+}
