@@ -83,22 +83,23 @@ func checkOutputPaths(cfg *Config) hcl.Diagnostics {
 		p := filepath.Clean(path)
 		if prev, ok := seen[p]; ok {
 			diags = append(diags, errorAt(w.at, "Duplicate output path",
-				"%s writes %s, which %s at %s writes too. Give each its own path.", w.what, path, prev.what, Pos(prev.at)))
+				"%s writes %s, which %s at %s writes too. Give each its own path.", capitalize(w.what), path, prev.what, Pos(prev.at)))
 			return
 		}
 		seen[p] = w
 	}
 	for _, img := range cfg.Images {
 		for _, o := range img.Outputs {
-			add(o.Path, writer{fmt.Sprintf("Output %q", o.Name), o.DeclRange})
+			add(o.Path, writer{fmt.Sprintf("output %q", o.Name), o.DeclRange})
 		}
 		for _, p := range img.Provisioners {
 			for _, dl := range p.Downloads {
 				if dl.Source != "" && dl.Destination != "" {
-					add(dl.Path(), writer{fmt.Sprintf("The download of %s by provisioner %q", dl.Source, p.Name), dl.DeclRange})
+					add(dl.Path(), writer{fmt.Sprintf("the download of %s by provisioner %q", dl.Source, p.Name), dl.DeclRange})
 				}
 			}
 		}
 	}
 	return diags
 }
+

@@ -124,7 +124,7 @@ func (d *decoder) download(b *hcl.Block) *Download {
 	default:
 		d.errorf(attr.Expr.Range(), "Invalid file direction",
 			"direction is %q; use \"upload\" (the default: a local file into the guest) or \"download\" (a guest file out to a local path).", dir)
-		return nil
+		return &Download{DeclRange: b.DefRange}
 	}
 	dl := &Download{DeclRange: b.DefRange}
 	c := d.content(b.Body, uploadSchema)

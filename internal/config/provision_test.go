@@ -67,3 +67,73 @@ func TestProvisionerOptions(t *testing.T) {
 		}
 	}
 }
+
+// A file block with direction = "download" copies a guest file out: source is an absolute guest path,
+// destination a local path ("dir/" keeps the guest name); upload-only attributes, a relative source, an
+// unknown direction and two writers of one local file are errors with positions.
+func TestDownloads(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, dir, "disk.raw", "")
+	writeTestFile(t, dir, "main.imgform.hcl", `image "i" {
+  source {
+    path = "disk.raw"
+  }
+  provision "p" {
+    inline = ["dpkg-query -W > /run/packages.txt"]
+    file {
+      content     = "x"
+      destination = "/etc/x"
+    }
+    file {
+      direction   = "download"
+      source      = "/run/packages.txt"
+      destination = "dist/packages.txt"
+    }
+    file {
+      direction   = "download"
+      source      = "/var/log/sbom.json"
+      destination = "dist/"
+    }
+    file {
+      direction   = "upload"
+      content     = "y"
+      destination = "/etc/y"
+    }
+  }
+}
+`)
+	cfg, diags := Load(dir, LoadOptions{Env: []string{}})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	p := cfg.Images[0].Provisioners[0]
+	if len(p.Uploads) != 2 || p.Uploads[1].Destination != "/etc/y" || len(p.Downloads) != 2 {
+		t.Fatalf("uploads %+v, downloads %+v", p.Uploads, p.Downloads)
+	}
+	if d := p.Downloads[0]; d.Source != "/run/packages.txt" || d.Path() != "dist/packages.txt" {
+		t.Errorf("first download %+v, path %s", d, d.Path())
+	}
+	if got := p.Downloads[1].Path(); got != "dist/sbom.json" {
+		t.Errorf("a destination folder gives %s, want dist/sbom.json", got)
+	}
+
+	// Each block's first line is line 7 of the file; its lines are not indented.
+	for name, c := range map[string]struct{ block, want, at string }{
+		"relative source":   {"direction = \"download\"\nsource = \"run/x\"\ndestination = \"x\"", "Invalid download source", ":8,10"},
+		"folder source":     {"direction = \"download\"\nsource = \"/run/\"\ndestination = \"x\"", "Invalid download source", ":8,10"},
+		"no source":         {"direction = \"download\"\ndestination = \"x\"", "Missing file source", ":6,5"},
+		"empty destination": {"direction = \"download\"\nsource = \"/x\"\ndestination = \" \"", "Empty destination", ":9,15"},
+		"mode":              {"direction = \"download\"\nsource = \"/x\"\ndestination = \"x\"\nmode = \"0644\"", "Not for a download", ":10,1"},
+		"content":           {"direction = \"download\"\nsource = \"/x\"\ndestination = \"x\"\ncontent = \"y\"", "Not for a download", ":10,1"},
+		"bad direction":     {"direction = \"down\"\nsource = \"/x\"\ndestination = \"x\"", "Invalid file direction", ":7,13"},
+		"same as output":    {"direction = \"download\"\nsource = \"/x\"\ndestination = \"o.qcow2\"", "output \"o\" at", ":6,5"},
+		"same as another":   {"direction = \"download\"\nsource = \"/x\"\ndestination = \"./\"\n}\nfile {\ndirection = \"download\"\nsource = \"/y/x\"\ndestination = \"x\"", "Duplicate output path", ":11,1"},
+	} {
+		writeTestFile(t, dir, "main.imgform.hcl", "image \"i\" {\n  source {\n    path = \"disk.raw\"\n  }\n  provision \"p\" {\n    file {\n"+
+			c.block+"\n    }\n  }\n  output \"o\" {\n    path = \"o.qcow2\"\n  }\n}\n")
+		_, diags := Load(dir, LoadOptions{Env: []string{}})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), c.want) || !strings.Contains(diags.Error(), "main.imgform.hcl"+c.at) {
+			t.Errorf("%s: %v, want %q at %s", name, diags, c.want, c.at)
+		}
+	}
+}

@@ -128,10 +128,10 @@ type NetworkUnit struct {
 
 // Provisioner runs commands in the booted guest; its result is a cached disk layer.
 type Provisioner struct {
-	Name        string
-	Inline      []string
-	Script      string // path relative to the configuration folder
-	Uploads     []*Upload
+	Name    string
+	Inline  []string
+	Script  string // path relative to the configuration folder
+	Uploads []*Upload
 	// Downloads are copied out of the guest after the commands (file blocks with direction = "download").
 	Downloads   []*Download
 	Environment map[string]string

@@ -19,6 +19,9 @@ import (
 // or differs, also when the step itself was cached. A runner that took the step from the remote cache
 // without its layer (it needed only the outputs) pulls just that file of the object.
 func (a *applier) writeDownloads(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
 	var errs []error
 	for _, ip := range a.p.plan.Images {
 		if ip.LeftOut {

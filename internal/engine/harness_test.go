@@ -189,6 +189,14 @@ func (g *layerGuest) RunSession(ctx context.Context, job *step.SessionJob) error
 			return fmt.Errorf("%v: %w", w.Abort(), err)
 		}
 		job.Output(s, "wrote "+pattern)
+		// What a guest step copies out of the guest is kept in its layer's object (GuestEnv.Keep).
+		if dk, ok := s.Kind.(step.Downloader); ok {
+			for _, dl := range dk.Downloads(s) {
+				if err := w.WriteFile(dl.File, []byte(guestFile(dl.Source, s.Key)), 0o644); err != nil {
+					return err
+				}
+			}
+		}
 		if s.Addr.ID() == g.failAt {
 			return fmt.Errorf("step %s failed on purpose: %v", s.Addr.ID(), w.Abort())
 		}
@@ -199,6 +207,11 @@ func (g *layerGuest) RunSession(ctx context.Context, job *step.SessionJob) error
 		prev = step.Disk{Path: final, Format: "qcow2"}
 	}
 	return nil
+}
+
+// guestFile is what layerGuest's guest holds at path when the step of key copies it out.
+func guestFile(path string, key state.Key) string {
+	return fmt.Sprintf("%s as step %s left it\n", path, key.Short())
 }
 
 func run(ctx context.Context, dir, name string, args ...string) error {

@@ -275,3 +275,87 @@ func runGuest(t *testing.T, p *config.Provisioner, sh *steptest.Shell) ([]string
 		Redact: func(s string) string { return s }}, s)
 	return lines, err
 }
+
+// Downloads run after the commands: each guest file is read with cat (with sudo when the provisioner has it)
+// into the file Keep names in the step's layer object, download-0, download-1, ...; Downloads tells the
+// engine where apply writes them. A file the guest cannot read fails the step.
+func TestRunGuestDownloads(t *testing.T) {
+	kept := t.TempDir()
+	guest := func(p *config.Provisioner, sh *steptest.Shell) ([]string, error) {
+		var lines []string
+		s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: p.Name}, Kind: Kind{}, Config: p}
+		err := Kind{}.RunGuest(context.Background(), &step.GuestEnv{Shell: sh, ConfigDir: t.TempDir(),
+			Output: func(l string) { lines = append(lines, l) }, Redact: func(s string) string { return s },
+			Keep: func(name string) (string, error) { return filepath.Join(kept, name), nil }}, s)
+		return lines, err
+	}
+	sh := &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) {
+		switch {
+		case cmd == "cat -- /run/packages.txt":
+			return "bash 5.2\ncurl 7.88\n", 0, nil
+		case strings.Contains(cmd, "cat -- '/var/log/it'\\''s.json'"):
+			return "{}", 0, nil
+		}
+		return "", 0, nil
+	}}
+	p := &config.Provisioner{Name: "sbom", Inline: []string{"dpkg-query -W > /run/packages.txt"}, Sudo: true, Timeout: time.Minute,
+		Downloads: []*config.Download{{Source: "/run/packages.txt", Destination: "dist/"}, {Source: "/var/log/it's.json", Destination: "sbom.json"}}}
+	lines, err := guest(p, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sh.Runs) != 3 || !strings.Contains(sh.Runs[0].Cmd, "dpkg-query") || !sh.Runs[1].Opts.Sudo {
+		t.Fatalf("runs %+v: want the commands, then the downloads with sudo", sh.Runs)
+	}
+	for name, want := range map[string]string{"download-0": "bash 5.2\ncurl 7.88\n", "download-1": "{}"} {
+		if b, err := os.ReadFile(filepath.Join(kept, name)); err != nil || string(b) != want {
+			t.Errorf("kept %s: %q, %v; want %q", name, b, err, want)
+		}
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "downloaded /run/packages.txt (19 bytes)") {
+		t.Errorf("output %q", lines)
+	}
+	got := Kind{}.Downloads(&step.Step{Config: p})
+	if len(got) != 2 || got[0] != (step.Download{File: "download-0", Source: "/run/packages.txt", Path: "dist/packages.txt"}) ||
+		got[1].Path != "sbom.json" {
+		t.Errorf("Downloads %+v", got)
+	}
+
+	sh = &steptest.Shell{Reply: func(_ context.Context, cmd string) (string, int, error) {
+		if strings.HasPrefix(cmd, "cat ") {
+			return "", 1, nil
+		}
+		return "", 0, nil
+	}}
+	_, err = guest(&config.Provisioner{Name: "missing", Timeout: time.Minute, Downloads: []*config.Download{{Source: "/nope", Destination: "x"}}}, sh)
+	if err == nil || !strings.Contains(err.Error(), "download of /nope: cat exited with status 1") {
+		t.Errorf("a guest file that cannot be read: %v", err)
+	}
+}
+
+// The guest paths of the downloads are in the key (the layer object holds what they read); where apply
+// writes them is not (a new destination needs no build).
+func TestKeyHoldsDownloadSourcesOnly(t *testing.T) {
+	key := func(dl config.Download) string {
+		p := &config.Provisioner{Name: "p", Inline: []string{"true"}, Downloads: []*config.Download{&dl}}
+		parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}}
+		s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: "p"}, Kind: Kind{}, Config: p, Parent: parent}
+		kc := &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}
+		b := step.NewKeyBuilder(kc, s)
+		if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
+			t.Fatal(err)
+		}
+		k, _, err := b.Sum()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.String()
+	}
+	a := key(config.Download{Source: "/a", Destination: "x"})
+	if b := key(config.Download{Source: "/a", Destination: "elsewhere/"}); a != b {
+		t.Error("a new destination changed the key")
+	}
+	if b := key(config.Download{Source: "/b", Destination: "x"}); a == b {
+		t.Error("another guest file did not change the key")
+	}
+}

@@ -587,3 +587,38 @@ func TestSessionSavesNoStateAfterASensitiveStep(t *testing.T) {
 		}
 	}
 }
+
+// keeps writes a file through GuestEnv.Keep, as a provisioner's download does.
+func keeps(name, content string) guestKind {
+	return guestKind{name: "provision", run: func(ctx context.Context, g *step.GuestEnv, s *step.Step) error {
+		path, err := g.Keep(name)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(path, []byte(content), 0o644)
+	}}
+}
+
+// A file a step keeps (GuestEnv.Keep) is committed with that step's layer, not another's: in the middle of a
+// session and in its last step, whose layer is committed after QEMU exits.
+func TestSessionKeepsFilesWithTheStepsLayer(t *testing.T) {
+	s := newSession(t, boot(), keeps("download-0", "from b\n"), keeps("download-0", "from c\n"))
+	if err := s.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"b": "from b\n", "c": "from c\n"} {
+		obj := s.committed(name)
+		if obj == nil {
+			t.Fatalf("no layer of %s", name)
+		}
+		if _, ok := obj.File("download-0"); !ok {
+			t.Errorf("the object of %s does not list download-0: %+v", name, obj.Files)
+		}
+		if b, err := os.ReadFile(obj.Path("download-0")); err != nil || string(b) != want {
+			t.Errorf("%s kept %q, %v; want %q", name, b, err, want)
+		}
+	}
+	if _, ok := s.committed("a").File("download-0"); ok {
+		t.Error("the boot layer holds a file it did not keep")
+	}
+}
