@@ -150,6 +150,16 @@ func TestExampleEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The motd provisioner copies the guest's dpkg database out next to the image (file { direction =
+	// "download" }), read from the real guest over SSH after the provisioner's commands.
+	dpkgStatus := filepath.Join(e.dir, "dist", "debian-12-base-2026.11.dpkg-status")
+	if b, err := os.ReadFile(dpkgStatus); err != nil || !strings.Contains(string(b), "Package: openssh-server\n") ||
+		!strings.Contains(string(b), "Package: cloud-init\n") {
+		t.Errorf("the downloaded dpkg status (%d bytes, %v) lacks openssh-server or cloud-init", len(b), err)
+	}
+	if !e.rec.said("wrote dist/debian-12-base-2026.11.dpkg-status") {
+		t.Error("apply did not report writing the downloaded file")
+	}
 	m := e.manifest()
 	checks := map[string]string{}
 	for _, c := range m.Verification.Checks {
@@ -201,6 +211,16 @@ func TestExampleEndToEnd(t *testing.T) {
 		}
 		if _, ok, _ := e.store.Lookup(mustKey(t, p.Step("debian-12-base/boot").Key)); ok {
 			t.Error("B pulled the boot layer, which it does not need")
+		}
+		// The downloaded file comes alone from the motd layer's object in the remote, not with the layer.
+		if sha256Of(t, dpkgStatus) != sha256Of(t, filepath.Join(e.dir, "dist", "debian-12-base-2026.11.dpkg-status")) {
+			t.Error("B's downloaded dpkg status differs from A's")
+		}
+		if _, ok, _ := e.store.Lookup(mustKey(t, p.Step("debian-12-base/provision/motd").Key)); ok {
+			t.Error("B pulled the motd layer for its downloaded file")
+		}
+		if !e.rec.said("wrote dist/debian-12-base-2026.11.dpkg-status", "pulled from the remote cache") {
+			t.Error("B did not report pulling the downloaded file from the remote cache")
 		}
 	})
 	out = filepath.Join(e.dir, "dist", "debian-12-base-2026.11.qcow2.zst")

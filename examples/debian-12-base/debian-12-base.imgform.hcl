@@ -99,6 +99,14 @@ image "debian-12-base" {
       mode        = "0644"
     }
     inline = ["test -s /etc/motd"]
+
+    # The dpkg database, copied out next to the image: the package list that SBOM and vulnerability
+    # scanners (syft, trivy) read without booting the image. It is cached with this step.
+    file {
+      direction   = "download"
+      source      = "/var/lib/dpkg/status"
+      destination = "dist/debian-12-base-${var.version}.dpkg-status"
+    }
   }
 
   cleanup {
