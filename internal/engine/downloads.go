@@ -67,7 +67,9 @@ func (a *applier) writeStepDownloads(ctx context.Context, s *step.Step, dls []st
 	for _, dl := range dls {
 		dest := outputPath(a.cfg, dl.Path)
 		var err error
-		switch {
+		switch fi, serr := os.Stat(dest); {
+		case serr == nil && fi.IsDir():
+			err = fmt.Errorf("is a folder: end the destination with / to write %s into it", filepath.Base(dl.Source))
 		case local:
 			err = a.writeDownload(ctx, dest, obj, s, dl)
 		case a.e.Remote != nil && a.p.hasRemote(s):

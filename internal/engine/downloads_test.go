@@ -110,6 +110,18 @@ func TestDownloadsWrittenFromTheCache(t *testing.T) {
 	if got := te.readFile("sbom/bom.json"); !strings.HasPrefix(got, "/var/lib/sbom.spdx ") {
 		t.Errorf("sbom/bom.json: %q", got)
 	}
+
+	// A destination that names a folder without the final slash fails the apply with a hint, and leaves
+	// the folder as it was.
+	te.write("reports/keep", "mine\n")
+	te.replace(`destination = "sbom/bom.json"`, `destination = "reports"`)
+	_, _, err = te.apply(te.load())
+	if err == nil || !strings.Contains(err.Error(), "reports: is a folder: end the destination with / to write sbom.spdx into it") {
+		t.Errorf("a folder as the destination: %v", err)
+	}
+	if got := te.readFile("reports/keep"); got != "mine\n" {
+		t.Errorf("the folder's file changed: %q", got)
+	}
 }
 
 // A runner that takes everything from the remote cache downloads the outputs, not the layers below them:
