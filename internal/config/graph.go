@@ -102,4 +102,3 @@ func checkOutputPaths(cfg *Config) hcl.Diagnostics {
 	}
 	return diags
 }
-

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gitlab.com/imgform/imgform/internal/config"
+	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 	"gitlab.com/imgform/imgform/internal/step/steptest"
 )
@@ -138,18 +139,7 @@ func TestRunGuestRefusesFilesChangedSincePlan(t *testing.T) {
 // The key holds the text imgform wraps around the commands in the guest (set -e before inline commands,
 // the ssh package's run and upload scripts): a change of it must build provisioners again.
 func TestKeyHoldsTheCommandWrapper(t *testing.T) {
-	p := &config.Provisioner{Name: "one", Inline: []string{"true"}}
-	parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}}
-	s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: "one"}, Kind: Kind{}, Config: p, Parent: parent}
-	kc := &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}
-	b := step.NewKeyBuilder(kc, s)
-	if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
-		t.Fatal(err)
-	}
-	_, inputs, err := b.Sum()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, inputs := keyOf(t, &config.Provisioner{Name: "one", Inline: []string{"true"}})
 	for _, in := range inputs {
 		if in.Name == "command wrapper" && in.Type == step.InputScript && in.Digest == step.Digest([]byte(step.GuestCommandText())) {
 			if text := step.GuestCommandText(); !strings.Contains(text, "set -e") || !strings.Contains(text, "imgform-run") {
@@ -337,18 +327,7 @@ func TestRunGuestDownloads(t *testing.T) {
 // writes them is not (a new destination needs no build).
 func TestKeyHoldsDownloadSourcesOnly(t *testing.T) {
 	key := func(dl config.Download) string {
-		p := &config.Provisioner{Name: "p", Inline: []string{"true"}, Downloads: []*config.Download{&dl}}
-		parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}}
-		s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: "p"}, Kind: Kind{}, Config: p, Parent: parent}
-		kc := &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}
-		b := step.NewKeyBuilder(kc, s)
-		if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
-			t.Fatal(err)
-		}
-		k, _, err := b.Sum()
-		if err != nil {
-			t.Fatal(err)
-		}
+		k, _ := keyOf(t, &config.Provisioner{Name: "p", Inline: []string{"true"}, Downloads: []*config.Download{&dl}})
 		return k.String()
 	}
 	a := key(config.Download{Source: "/a", Destination: "x"})
@@ -358,4 +337,21 @@ func TestKeyHoldsDownloadSourcesOnly(t *testing.T) {
 	if b := key(config.Download{Source: "/b", Destination: "x"}); a == b {
 		t.Error("another guest file did not change the key")
 	}
+}
+
+// keyOf keys a step of the provisioner p over a boot step.
+func keyOf(t *testing.T, p *config.Provisioner) (state.Key, []step.Input) {
+	t.Helper()
+	parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}}
+	s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: p.Name}, Kind: Kind{}, Config: p, Parent: parent}
+	kc := &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}
+	b := step.NewKeyBuilder(kc, s)
+	if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
+		t.Fatal(err)
+	}
+	k, inputs, err := b.Sum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, inputs
 }
