@@ -155,9 +155,13 @@ func holds(ctx context.Context, path string, sum state.FileSum) (bool, error) {
 	return got == sum.SHA256, nil
 }
 
-// writeAtomic replaces dest with what r holds (mode 0644), creating its folder.
+// writeAtomic replaces dest with what r holds (mode 0644), creating its folder, and first removes the temp
+// files of writers of dest that were killed.
 func writeAtomic(dest string, r io.Reader) error {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	if _, err := fsutil.RemoveStaleTemps(dest); err != nil {
 		return err
 	}
 	f, err := fsutil.CreateAtomic(dest, 0o644)
