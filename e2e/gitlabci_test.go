@@ -321,7 +321,8 @@ func (p *ciPipeline) checkApply(ctx context.Context, configDir string) {
 }
 
 // checkOutputs compares the apply job's artifacts with the outputs of the build that filled the cache:
-// every output listed in configDir/dist/SHA256SUMS with the same sha256, the same SHA256SUMS, a manifest.
+// every output listed in configDir/dist/SHA256SUMS with the same sha256, the same SHA256SUMS, a manifest, and
+// the same downloaded files.
 func (p *ciPipeline) checkOutputs(configDir, artDist string) {
 	p.t.Helper()
 	want, err := os.ReadFile(filepath.Join(configDir, "dist", "SHA256SUMS"))
@@ -357,6 +358,20 @@ func (p *ciPipeline) checkOutputs(configDir, artDist string) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(artDist, "*.manifest.json")); len(m) == 0 {
 		p.t.Error("the apply job's artifacts have no manifest")
+	}
+	// The files the build downloaded from its guest (the example's dpkg database) come along, pulled alone
+	// from their layer's object in the remote.
+	downloads, _ := filepath.Glob(filepath.Join(configDir, "dist", "*.dpkg-status"))
+	for _, d := range downloads {
+		art := filepath.Join(artDist, filepath.Base(d))
+		if _, err := os.Stat(art); err != nil {
+			p.t.Errorf("the downloaded file %s is not in the apply job's artifacts: %v", filepath.Base(d), err)
+		} else if sha256Of(p.t, art) != sha256Of(p.t, d) {
+			p.t.Errorf("the downloaded file %s in the apply job's artifacts differs from the build's", filepath.Base(d))
+		}
+	}
+	if len(downloads) == 0 {
+		p.t.Error("the build that filled the cache downloaded no dpkg status into dist/")
 	}
 }
 
