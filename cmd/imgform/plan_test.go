@@ -28,6 +28,11 @@ image "base" {
   provision "one" {
     inline      = ["echo hi"]
     environment = { TOKEN = var.secret }
+    file {
+      direction   = "download"
+      source      = "/etc/os-release"
+      destination = "dist/"
+    }
   }
   output "raw" {
     format = "raw"
@@ -42,7 +47,8 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	t.Setenv("IMGFORM_CACHE_DIR", t.TempDir())
 	dir := planConfig(t)
 	code, stdout, stderr := imgform(t, "", "plan", "-detailed-exitcode", dir)
-	if code != 2 || !strings.Contains(stdout, `+ base.provision.one`) || !strings.Contains(stdout, "Plan: 7 to run, 0 cached.") {
+	if code != 2 || !strings.Contains(stdout, `+ base.provision.one`) || !strings.Contains(stdout, "-> dist/os-release\n") ||
+		!strings.Contains(stdout, "Plan: 7 to run, 0 cached.") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, _ = imgform(t, "", "plan", "-json", dir)
@@ -53,13 +59,15 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 			Steps []struct {
 				ID, Action string
 				Reasons    []string
+				Downloads  []string
 			}
 		}
 	}
 	if err := json.Unmarshal([]byte(stdout), &p); err != nil || code != 0 {
 		t.Fatalf("exit %d, %v\n%s", code, err, stdout)
 	}
-	if p.FormatVersion != 1 || p.ToRun != 7 || p.Images[0].Steps[3].ID != "base/provision/one" {
+	if p.FormatVersion != 1 || p.ToRun != 7 || p.Images[0].Steps[3].ID != "base/provision/one" ||
+		strings.Join(p.Images[0].Steps[3].Downloads, " ") != "dist/os-release" {
 		t.Errorf("plan %+v", p)
 	}
 	if strings.Contains(stdout, "s3cr3t-value") {

@@ -37,6 +37,9 @@ func renderPlan(w io.Writer, p *engine.Plan) error {
 			if sp.Output != "" {
 				line += "  -> " + sp.Output
 			}
+			if len(sp.Downloads) > 0 {
+				line += "  -> " + strings.Join(sp.Downloads, ", ")
+			}
 			b.WriteString(strings.TrimRight(line, " ") + "\n")
 			if sp.Action == engine.ActionRun || sp.Verifies {
 				for _, r := range sp.Reasons {

@@ -57,6 +57,9 @@ func TestDownloadsWrittenFromTheCache(t *testing.T) {
 	te.writeDownloads()
 	cfg := te.load()
 	two := te.plan(cfg).Step("base/provision/two")
+	if got := strings.Join(two.Downloads, " "); got != "dist/packages.txt reports/sbom.json" {
+		t.Errorf("the plan's downloads of provision two: %q", got)
+	}
 	_, rec, err := te.apply(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -71,6 +71,9 @@ type StepPlan struct {
 	// Output is the file the step writes outside the store (an export), relative to the configuration
 	// folder as written in it.
 	Output string `json:"output,omitempty"`
+	// Downloads are the local files the step copies out of the guest (step.Downloader), as written in the
+	// configuration: apply writes each one that is missing or differs, also when the step is cached.
+	Downloads []string `json:"downloads,omitempty"`
 	// Verifies is set for the step that proves the image works (its test): a plan shows its reasons even
 	// when it is cached, and -skip-tests leaves it out.
 	Verifies bool `json:"verifies,omitempty"`
@@ -328,6 +331,19 @@ func recordedOutput(rec *state.Record, s *step.Step) *state.OutputRecord {
 }
 
 // outputFile is the configured path of a FileKind step's file, "" for other steps.
+// downloadFiles are the local paths of a step's downloads.
+func downloadFiles(s *step.Step) []string {
+	dk, ok := s.Kind.(step.Downloader)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, d := range dk.Downloads(s) {
+		out = append(out, d.Path)
+	}
+	return out
+}
+
 func outputFile(s *step.Step) string {
 	if fk, ok := s.Kind.(step.FileKind); ok {
 		return fk.OutputFile(s)
@@ -363,7 +379,7 @@ func (e *Engine) describe(cfg *config.Config, p *planned) *Plan {
 			plan.Images = append(plan.Images, ip)
 		}
 		_, verifies := s.Kind.(step.Verifier)
-		sp := &StepPlan{Address: s.Addr, ID: s.Addr.ID(), Ref: s.Addr.Ref(), Label: s.Label(), Key: s.Key.String(), Output: outputFile(s), Verifies: verifies}
+		sp := &StepPlan{Address: s.Addr, ID: s.Addr.ID(), Ref: s.Addr.Ref(), Label: s.Label(), Key: s.Key.String(), Output: outputFile(s), Downloads: downloadFiles(s), Verifies: verifies}
 		p.rows[s] = sp
 		switch {
 		case p.run[s] && p.restorable[s]:
