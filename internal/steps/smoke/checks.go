@@ -32,8 +32,8 @@ const (
 )
 
 // Check is one built-in check of an image. Script runs in the guest as root; Host checks are done by the
-// runner on the host (their Script is empty). Skip, when set, says why the check does not apply to this
-// image, and nothing runs.
+// runner on the host, with what their Script prints in the guest (as the test user) when they have one.
+// Skip, when set, says why the check does not apply to this image, and nothing runs.
 type Check struct {
 	Name   string
 	Script string
@@ -61,7 +61,8 @@ func Checks(img *config.Image) []Check {
 		mid.Skip = "cleanup keeps the build's machine-id (machine_id = false)"
 	}
 	add(st.MachineID, mid)
-	hk := Check{Name: CheckSSHHostKeys, Host: true}
+	// The runner compares the host key the handshake showed, and every one this prints, with the build's.
+	hk := Check{Name: CheckSSHHostKeys, Host: true, Script: "cat /etc/ssh/ssh_host_*_key.pub\n"}
 	if !cl.SSHHostKeys {
 		hk.Skip = "cleanup keeps the build's host keys (ssh_host_keys = false)"
 	}

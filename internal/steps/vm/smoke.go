@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -122,7 +123,7 @@ func (t *testInstance) runChecks(ctx context.Context) {
 		case smoke.CheckCloudInit:
 			status, detail = t.cloudInit(ctx, c.Script, env)
 		case smoke.CheckSSHHostKeys:
-			status, detail = t.hostKeys()
+			status, detail = t.hostKeys(ctx, c.Script)
 		case smoke.CheckBuildUser:
 			status, detail = t.script(ctx, c.Script, env, true, 0)
 			if status == step.CheckPassed {
@@ -148,8 +149,10 @@ func (t *testInstance) cloudInit(ctx context.Context, script string, env map[str
 	return t.script(ctx, script, env, true, 0)
 }
 
-// hostKeys compares the host keys the instance showed with the build's.
-func (t *testInstance) hostKeys() (string, string) {
+// hostKeys compares the instance's SSH host keys with the build's: the one its sshd showed in the handshake
+// and every public host key the script prints (sshd's key files in /etc/ssh), so that a key type the
+// handshake did not pick is checked too.
+func (t *testInstance) hostKeys(ctx context.Context, script string) (string, string) {
 	if len(t.job.BuildHostKeys) == 0 {
 		return step.CheckSkipped, "the final layer has no record of the build's host keys"
 	}
@@ -157,14 +160,35 @@ func (t *testInstance) hostKeys() (string, string) {
 	if err != nil {
 		return step.CheckFailed, fmt.Sprintf("the build's recorded host keys: %v", err)
 	}
-	for _, k := range t.hk.Accepted() {
+	var out bytes.Buffer
+	code, err := t.client.Run(ctx, script, ssh.RunOptions{Stdout: &out, Idempotent: true})
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
+	if err != nil {
+		return step.CheckFailed, fmt.Sprintf("reading the instance's host keys (%s): %v", strings.TrimSpace(script), err)
+	}
+	onDisk, err := ssh.ParseHostKeys(out.Bytes())
+	if err != nil {
+		return step.CheckFailed, fmt.Sprintf("the instance's host key files: %v", err)
+	}
+	if k := sharedKey(build, append(t.hk.Accepted(), onDisk...)); k != nil {
+		return step.CheckFailed, fmt.Sprintf("the instance has the build's SSH host key %s %s: every instance of the image would share it",
+			k.Type(), gossh.FingerprintSHA256(k))
+	}
+	return step.CheckPassed, ""
+}
+
+// sharedKey returns a key of instance that is one of build's, or nil.
+func sharedKey(build, instance []gossh.PublicKey) gossh.PublicKey {
+	for _, k := range instance {
 		for _, b := range build {
-			if string(k.Marshal()) == string(b.Marshal()) {
-				return step.CheckFailed, fmt.Sprintf("the instance has the build's SSH host key %s: every instance of the image would share it", gossh.FingerprintSHA256(k))
+			if bytes.Equal(k.Marshal(), b.Marshal()) {
+				return k
 			}
 		}
 	}
-	return step.CheckPassed, ""
+	return nil
 }
 
 // buildKeyRefused tries the build key once: sshd must refuse it.
