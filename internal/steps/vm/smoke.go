@@ -3,6 +3,8 @@ package vm
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -168,27 +170,69 @@ func (t *testInstance) hostKeys(ctx context.Context, script string) (string, str
 	if err != nil {
 		return step.CheckFailed, fmt.Sprintf("reading the instance's host keys (%s): %v", strings.TrimSpace(script), err)
 	}
-	onDisk, err := ssh.ParseHostKeys(out.Bytes())
+	for _, k := range t.hk.Accepted() {
+		if shared(build, k.Type(), k.Marshal()) {
+			return step.CheckFailed, sharedDetail(k.Type(), k.Marshal())
+		}
+	}
+	files, err := keyBlobs(out.Bytes())
 	if err != nil {
 		return step.CheckFailed, fmt.Sprintf("the instance's host key files: %v", err)
 	}
-	if k := sharedKey(build, append(t.hk.Accepted(), onDisk...)); k != nil {
-		return step.CheckFailed, fmt.Sprintf("the instance has the build's SSH host key %s %s: every instance of the image would share it",
-			k.Type(), gossh.FingerprintSHA256(k))
+	for _, f := range files {
+		if shared(build, f.typ, f.blob) {
+			return step.CheckFailed, sharedDetail(f.typ, f.blob)
+		}
 	}
 	return step.CheckPassed, ""
 }
 
-// sharedKey returns a key of instance that is one of build's, or nil.
-func sharedKey(build, instance []gossh.PublicKey) gossh.PublicKey {
-	for _, k := range instance {
-		for _, b := range build {
-			if bytes.Equal(k.Marshal(), b.Marshal()) {
-				return k
-			}
+// publicKey is one line of a .pub file: its key type and the key in SSH wire format.
+type publicKey struct {
+	typ  string
+	blob []byte
+}
+
+// keyBlobs reads the "TYPE BASE64 [COMMENT]" lines of public key files without parsing the keys: an
+// instance may hold key types that golang.org/x/crypto/ssh no longer reads (cloud-init still makes an
+// ssh-dss key on Debian 12), and comparing the bytes needs no parser.
+func keyBlobs(b []byte) ([]publicKey, error) {
+	var keys []publicKey
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		var blob []byte
+		var err error
+		if len(f) >= 2 {
+			blob, err = base64.StdEncoding.DecodeString(f[1])
+		}
+		if len(f) < 2 || err != nil || len(blob) == 0 {
+			return nil, fmt.Errorf("line %d is not a public key (TYPE BASE64 [COMMENT])", i+1)
+		}
+		keys = append(keys, publicKey{typ: f[0], blob: blob})
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no public host key in /etc/ssh")
+	}
+	return keys, nil
+}
+
+// shared tells whether the key (its type and wire format) is one of build's.
+func shared(build []gossh.PublicKey, typ string, blob []byte) bool {
+	for _, b := range build {
+		if b.Type() == typ && bytes.Equal(b.Marshal(), blob) {
+			return true
 		}
 	}
-	return nil
+	return false
+}
+
+func sharedDetail(typ string, blob []byte) string {
+	sum := sha256.Sum256(blob)
+	return fmt.Sprintf("the instance has the build's SSH host key %s SHA256:%s: every instance of the image would share it",
+		typ, base64.RawStdEncoding.EncodeToString(sum[:]))
 }
 
 // buildKeyRefused tries the build key once: sshd must refuse it.
