@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"gitlab.com/imgform/imgform/internal/fsutil"
+	"gitlab.com/imgform/imgform/internal/remote"
 	"gitlab.com/imgform/imgform/internal/state"
 	"gitlab.com/imgform/imgform/internal/step"
 )
@@ -29,10 +30,14 @@ func (a *applier) writeDownloads(ctx context.Context) error {
 		}
 		for _, s := range a.p.graph.ImageSteps(ip.Name) {
 			dk, ok := s.Kind.(step.Downloader)
-			if !ok || len(dk.Downloads(s)) == 0 || !a.hasResult(s) {
+			if !ok {
 				continue
 			}
-			if err := a.writeStepDownloads(ctx, s, dk.Downloads(s)); err != nil {
+			dls := dk.Downloads(s)
+			if len(dls) == 0 || !a.hasResult(s) {
+				continue
+			}
+			if err := a.writeStepDownloads(ctx, s, dls); err != nil {
 				errs = append(errs, fmt.Errorf("the downloads of %s of image %q: %w", s.Label(), s.Image.Name, a.cfg.RedactError(err)))
 			}
 		}
@@ -57,47 +62,70 @@ func (a *applier) hasResult(s *step.Step) bool {
 }
 
 // writeStepDownloads writes one step's downloads from its object in the store or, when the store lacks it,
-// from the remote cache.
+// from the remote cache: the plan's remote entry (lookupRemote) gives the files' digests and where they are.
 func (a *applier) writeStepDownloads(ctx context.Context, s *step.Step, dls []step.Download) error {
 	obj, local, err := a.e.Store.Lookup(s.Key)
 	if err != nil {
 		return err
 	}
+	var meta *state.Meta
+	var entry *remote.Entry
+	switch {
+	case local:
+		meta = &obj.Meta
+	case a.e.Remote != nil && a.p.hasRemote(s):
+		e := a.p.remote[s]
+		meta, entry = &e.Meta, &e
+	}
 	var errs []error
 	for _, dl := range dls {
-		dest := outputPath(a.cfg, dl.Path)
-		var err error
-		switch fi, serr := os.Stat(dest); {
-		case serr == nil && fi.IsDir():
-			err = fmt.Errorf("is a folder: end the destination with / to write %s into it", filepath.Base(dl.Source))
-		case local:
-			err = a.writeDownload(ctx, dest, obj, s, dl)
-		case a.e.Remote != nil && a.p.hasRemote(s):
-			err = a.pullDownload(ctx, dest, s, dl)
-		default:
-			if _, serr := os.Stat(dest); serr != nil {
-				a.warnOnce(fmt.Sprintf("%s of image %q is no longer in the cache, so %s (its download of %s) cannot be written; "+
-					"apply -replace=%s builds it again", s.Label(), s.Image.Name, dl.Path, dl.Source, s.Addr.Ref()))
-			}
-		}
-		if err != nil {
+		if err := a.writeDownload(ctx, s, dl, meta, obj, entry); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", dl.Path, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// writeDownload writes the object's file to dest, atomically and checked against its sha256, unless dest
-// holds it already.
-func (a *applier) writeDownload(ctx context.Context, dest string, obj *state.Object, s *step.Step, dl step.Download) error {
-	sum, ok := obj.File(dl.File)
+// writeDownload writes one download to its path, atomically and checked against its sha256 in meta,
+// unless the file there holds it already: from obj when the store has the step's object, else pulled alone
+// from the remote object entry. With neither (meta nil), a missing file gets a warning.
+func (a *applier) writeDownload(ctx context.Context, s *step.Step, dl step.Download, meta *state.Meta, obj *state.Object, entry *remote.Entry) (err error) {
+	dest := outputPath(a.cfg, dl.Path)
+	fi, serr := os.Stat(dest)
+	switch {
+	case serr == nil && fi.IsDir():
+		return fmt.Errorf("is a folder: end the destination with / to write %s into it", filepath.Base(dl.Source))
+	case meta == nil:
+		if serr != nil {
+			a.warnOnce(fmt.Sprintf("%s of image %q is no longer in the cache, so %s (its download of %s) cannot be written; "+
+				"apply -replace=%s builds it again", s.Label(), s.Image.Name, dl.Path, dl.Source, s.Addr.Ref()))
+		}
+		return nil
+	}
+	sum, ok := meta.File(dl.File)
 	if !ok {
-		return fmt.Errorf("the cached result %s holds no file %q", obj.Key.Short(), dl.File)
+		return fmt.Errorf("the cached result %s holds no file %q", s.Key.Short(), dl.File)
 	}
 	if same, err := holds(ctx, dest, sum); err != nil || same {
 		return err
 	}
-	r, err := obj.Open(dl.File)
+	// The store's reader checks the sha256 as it reads; PullFile checked the pulled file.
+	var r io.ReadCloser
+	via := ""
+	if obj != nil {
+		r, err = obj.Open(dl.File)
+	} else {
+		var work *state.WorkDir
+		if work, err = a.e.Store.NewWorkDir("download-"); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, work.Remove()) }()
+		if err = a.e.Remote.PullFile(ctx, *entry, dl.File, work.Path()); err != nil {
+			return err
+		}
+		r, err = os.Open(filepath.Join(work.Path(), dl.File))
+		via = "; pulled from the remote cache"
+	}
 	if err != nil {
 		return err
 	}
@@ -105,40 +133,7 @@ func (a *applier) writeDownload(ctx context.Context, dest string, obj *state.Obj
 	if err := writeAtomic(dest, r); err != nil {
 		return err
 	}
-	a.e.hooks().Message(LevelInfo, fmt.Sprintf("wrote %s (%s, downloaded from the guest by %s)", dl.Path, dl.Source, s.Addr.Ref()))
-	return nil
-}
-
-// pullDownload fetches the file of the step's remote object into a work folder, then writes it to dest.
-func (a *applier) pullDownload(ctx context.Context, dest string, s *step.Step, dl step.Download) (err error) {
-	key := s.Key
-	if _, serr := os.Stat(dest); serr == nil {
-		// What is there cannot be compared without the object's meta: the remote's Stat gives it.
-		if e, ok, serr := a.e.Remote.Stat(ctx, key); serr == nil && ok {
-			if sum, ok := e.Meta.File(dl.File); ok {
-				if same, herr := holds(ctx, dest, sum); herr == nil && same {
-					return nil
-				}
-			}
-		}
-	}
-	work, err := a.e.Store.NewWorkDir("download-")
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, work.Remove()) }()
-	if err := a.e.Remote.PullFile(ctx, key, dl.File, work.Path()); err != nil {
-		return err
-	}
-	f, err := os.Open(filepath.Join(work.Path(), dl.File))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = f.Close() }()
-	if err := writeAtomic(dest, f); err != nil {
-		return err
-	}
-	a.e.hooks().Message(LevelInfo, fmt.Sprintf("wrote %s (%s, downloaded from the guest by %s; pulled from the remote cache)", dl.Path, dl.Source, s.Addr.Ref()))
+	a.e.hooks().Message(LevelInfo, fmt.Sprintf("wrote %s (%s, downloaded from the guest by %s%s)", dl.Path, dl.Source, s.Addr.Ref(), via))
 	return nil
 }
 

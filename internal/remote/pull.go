@@ -125,17 +125,12 @@ func (c *Cache) fetchFile(ctx context.Context, l layerFile, dir string) error {
 	return nil
 }
 
-// PullFile downloads the one file name of the object of key into dir (which must not hold it yet), without
-// the rest of the object: a step's downloaded files on a runner that needs nothing else of its layer. The
-// blob is checked against its digest while it streams, and the file against the sha256 meta.json gives.
-func (c *Cache) PullFile(ctx context.Context, key state.Key, name, dir string) error {
-	e, ok, err := c.Stat(ctx, key)
-	if err != nil {
-		return fmt.Errorf("pull %s: %w", key.Short(), err)
-	}
-	if !ok {
-		return fmt.Errorf("pull %s from %s: %w", key.Short(), c.ref, ErrNotFound)
-	}
+// PullFile downloads the one file name of the remote object e (from [Cache.Stat] or [Cache.StatMany]) into
+// dir (which must not hold it yet), without the rest of the object: a step's downloaded files on a runner
+// that needs nothing else of its layer. The blob is checked against its digest while it streams, and the
+// file against the sha256 meta.json gives.
+func (c *Cache) PullFile(ctx context.Context, e Entry, name, dir string) error {
+	key := e.Key
 	layers, err := e.layers()
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", key.Short(), err)

@@ -17,15 +17,7 @@ func TestKeyHoldsTheScriptThatRuns(t *testing.T) {
 	img := &config.Image{Name: "img", Cleanup: config.Cleanup{Logs: true}}
 	parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}, Key: state.Key{1}}
 	s := &step.Step{Addr: step.Address{Image: "img", Kind: "cleanup"}, Kind: Kind{}, Image: img, Parent: parent}
-	kc := &step.KeyContext{Config: &config.Config{}}
-	b := step.NewKeyBuilder(kc, s)
-	if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
-		t.Fatal(err)
-	}
-	_, inputs, err := b.Sum()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, inputs := steptest.Key(t, &step.KeyContext{Config: &config.Config{}}, s)
 	var script *step.Input
 	for i := range inputs {
 		if inputs[i].Name == "cleanup script" {

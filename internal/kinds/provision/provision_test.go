@@ -344,14 +344,5 @@ func keyOf(t *testing.T, p *config.Provisioner) (state.Key, []step.Input) {
 	t.Helper()
 	parent := &step.Step{Addr: step.Address{Image: "img", Kind: "boot"}}
 	s := &step.Step{Addr: step.Address{Image: "img", Kind: "provision", Name: p.Name}, Kind: Kind{}, Config: p, Parent: parent}
-	kc := &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}
-	b := step.NewKeyBuilder(kc, s)
-	if err := (Kind{}).Key(context.Background(), kc, s, b); err != nil {
-		t.Fatal(err)
-	}
-	k, inputs, err := b.Sum()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, inputs
+	return steptest.Key(t, &step.KeyContext{Config: &config.Config{Dir: t.TempDir()}}, s)
 }
